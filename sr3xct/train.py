@@ -23,7 +23,7 @@ __all__ = ['CKPT_RE', 'WarmupCosine', 'make_scheduler', 'set_schedule_iter', 'em
            'make_loader', 'rng_state', 'set_rng_state', 'CancelStep', 'TrainingDiverged', 'Callback', 'TrainState',
            'DiffusionLoss', 'Trainer', 'GradClip', 'NaNGuard', 'EMACallback', 'JSONLWriter', 'TensorBoardWriter',
            'Logger', 'ProgressBar', 'list_checkpoints', 'find_resume', 'Checkpointer', 'save_grid', 'Validator',
-           'init_distributed', 'ImportanceSync', 'average_checkpoints']
+           'init_distributed', 'close_distributed', 'ImportanceSync', 'average_checkpoints']
 
 # %% ../nbs/07_train.ipynb #21c7d561
 class WarmupCosine:
@@ -463,6 +463,13 @@ def init_distributed() -> tuple[int, int, int]:
         if torch.cuda.is_available(): torch.cuda.set_device(local)
         dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
     return rank, world, local
+
+def close_distributed(ok:bool=True # the job finished without an error: wait for every rank first
+                     ):
+    "Leave the process group, after a barrier when `ok` (gloo aborts a rank that tears down while a peer is still talking)."
+    if not (dist.is_available() and dist.is_initialized()): return
+    if ok: dist.barrier()
+    dist.destroy_process_group()
 
 class ImportanceSync(Callback):
     "Merge the diffusion's timestep-importance history across ranks after every step; checkpointed."

@@ -31,6 +31,7 @@ WORKER = textwrap.dedent('''
         (a, b) = out
         json.dump({'start': [a[0], b[0]], 'same_params': bool(torch.equal(a[1], b[1])), 'same_hist': bool(torch.equal(a[2], b[2])),
                    'hist_nonzero': bool(a[2].abs().sum() > 0), 'ranks': [a[4], b[4]]}, open(sys.argv[2], 'w'))
+    dist.barrier()
     dist.destroy_process_group()
 ''')
 
