@@ -6,7 +6,7 @@
 __all__ = ['FORMAT', 'REFERENCE_FORMAT', 'read_tensors', 'save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/05a_checkpoint.ipynb #25ecbc4b
-import os, pickle, uuid, collections
+import os, pickle, re, uuid, collections
 from pathlib import Path
 import torch
 from .io import InputError
@@ -17,7 +17,9 @@ REFERENCE_FORMAT = 'sr3-reference'
 _DEFAULTS = dict(ema=None, optimizer=None, scheduler=None, iter=0, epoch=0, config=None)
 
 # %% ../nbs/05a_checkpoint.ipynb #b1442646
-def _first_line(e:Exception) -> str: return (str(e).strip().splitlines() or [''])[0][:200]
+def _first_line(e:Exception) -> str:
+    "The first line of an exception's message, without terminal escapes (torch bolds parts of it), at most 200 characters."
+    return (re.sub(r'\x1b\[[0-9;]*m', '', str(e)).strip().splitlines() or [''])[0][:200]
 
 def read_tensors(path:str|Path) -> object:
     "`torch.load(path, weights_only=True, map_location='cpu')`, every failure an `InputError` naming `path`."
@@ -64,15 +66,30 @@ def save_checkpoint(path:str|Path, # the file to write (replaced atomically if i
     state = {**_DEFAULTS, **{k: v for k, v in state.items() if k != 'files'}, 'format': FORMAT}
     _check_plain(state, 'state', path)
     tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
+    out = None
     try:
         with open(tmp, 'wb') as f:
-            torch.save(state, f)
+            out = _WriteErrors(f)
+            torch.save(state, out)
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True); raise
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        err = (out.error if out is not None else None) or (e if isinstance(e, OSError) else None)
+        if err is not None:   # a full disk, say: name the checkpoint (torch reports a failed write as an opaque RuntimeError)
+            raise OSError(err.errno, f'cannot write the checkpoint: {err.strerror or err}', str(path)) from None
+        raise
     _fsync_dir(path.parent)
     return path
+
+class _WriteErrors:
+    "A file wrapper that remembers the first `OSError` of `write` (a full disk), which `torch.save` does not pass on."
+    def __init__(self, f): self.f, self.error = f, None
+    def write(self, b):
+        try: return self.f.write(b)
+        except OSError as e:
+            self.error = self.error or e; raise
+    def flush(self): self.f.flush()
 
 def _fsync_dir(folder:Path):
     "Make the rename durable (best effort: not every OS or file system lets a folder be opened)."

@@ -49,6 +49,8 @@ class DiffusionConfig:
     linear_start: float = 1e-6
     linear_end: float = 1e-2
     importance_sampling: bool = False  # draw noise levels where the loss is high (ImportanceSampler)
+    residual: bool = False  # diffuse hr - condition (the detail bicubic misses) instead of hr
+    residual_scale: float = 1.0  # with residual: diffuse (hr - condition) / residual_scale
 
 @dataclass
 class LossConfig:
@@ -86,7 +88,7 @@ class OptimConfig:
     ema_decay: float = 0.9999
     ema_power: float = 0.6667        # EMA warm-up: decay = min(ema_decay, 1 - (1 + step) ** -power); 0: none
     grad_clip: float | None = 1.0    # max-norm; null: no clipping (the norm is logged anyway)
-    precision: Literal['fp32', 'bf16', 'fp16'] = 'fp32'
+    precision: Literal['fp32', 'bf16', 'fp16', 'auto'] = 'fp32'
     compile: bool = False
     nan_patience: int = 10           # stop after this many non-finite steps in a row
     device: str = 'auto'             # auto | cpu | cuda | cuda:N
@@ -106,7 +108,7 @@ class LogConfig:
 class ValConfig:
     "The fixed validation set and the fast sampler used on it."
     n_images: int = 4
-    steps: int = 50
+    steps: int = 20
     sampler: Literal['ddim', 'ddpm', 'dpm++2m'] = 'ddim'
     seed: int = 1
 
@@ -132,14 +134,14 @@ class TrainConfig:
 class InferenceConfig:
     "Sampling and tiling for `sr3xct infer`."
     scale: int = 8
-    steps: int = 50
+    steps: int = 20
     sampler: Literal['ddim', 'ddpm', 'dpm++2m'] = 'ddim'
     eta: float = 0.0
     n_samples: int = 1               # >1: mean and per-voxel spread
     tile: int = 256                  # HR tile size (the network's training size)
     overlap: int = 32                # HR pixels blended between neighbouring tiles
     batch_size: int = 4
-    precision: Literal['fp32', 'bf16', 'fp16'] = 'fp32'
+    precision: Literal['fp32', 'bf16', 'fp16', 'auto'] = 'auto'
     device: str = 'auto'
     use_ema: bool = True             # sample with the EMA weights when the checkpoint has them
     seed: int = 0
@@ -314,7 +316,8 @@ def build_diffusion(cfg:TrainConfig, where:str='config'):
     d = cfg.diffusion
     ts = ImportanceSampler(d.n_timestep) if d.importance_sampling else None
     return GaussianDiffusion(net, schedule=d.schedule, n_timestep=d.n_timestep, linear_start=d.linear_start,
-                             linear_end=d.linear_end, loss=build_loss(cfg.loss, where), timestep_sampler=ts)
+                             linear_end=d.linear_end, loss=build_loss(cfg.loss, where), timestep_sampler=ts,
+                             residual=d.residual, residual_scale=d.residual_scale)
 
 def build_dataset(cfg:DataConfig, seed:int=0, val:bool=False, where:str='config'):
     "The training (or, with `val=True`, validation: no augmentation) patch dataset."
@@ -352,9 +355,11 @@ def build_trainer(cfg:TrainConfig, resume:str|None=None, # None, 'auto' (newest 
     if t.threads and device.type == 'cpu': torch.set_num_threads(t.threads)
     precision = T.Precision(t.precision, device)
     run_dir = cfg.run_dir
+    found = _read_resume(resume, run_dir) if resume else None   # read (and check) before anything is written
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     diffusion = build_diffusion(cfg, where).to(device)
     net = diffusion.model
+    if found: _check_fits(net, *found)
     if t.compile: net.compile()
     torch.manual_seed(cfg.seed + 1000 * rank); np.random.seed(cfg.seed + rank); random.seed(cfg.seed + rank)
     loader = T.make_loader(build_dataset(cfg.data, cfg.seed, where=where), cfg.data.batch_size, cfg.seed, rank, world,
@@ -369,7 +374,7 @@ def build_trainer(cfg:TrainConfig, resume:str|None=None, # None, 'auto' (newest 
     cbs = build_callbacks(cfg, diffusion, ema, precision, rank, world, where)
     gen = torch.Generator(device).manual_seed(cfg.seed * 7919 + rank)
     trainer = T.Trainer(net, loss_module, opt, sched, loader, t.n_iter, cbs + list(extra_cbs), precision, gen, device)
-    if resume: _resume(trainer, resume, run_dir)
+    if found: _resume(trainer, *found)
     return trainer
 
 def build_callbacks(cfg:TrainConfig, diffusion, ema, precision, rank:int=0, world:int=1, where:str='config') -> list:
@@ -381,29 +386,34 @@ def build_callbacks(cfg:TrainConfig, diffusion, ema, precision, rank:int=0, worl
                           extra={'config': _plain(to_dict(cfg))}, rank=rank, world_size=world)]
     if diffusion.timestep_sampler is not None: cbs.append(T.ImportanceSync(diffusion.timestep_sampler, world))
     if rank != 0: return cbs
+    val = None
+    if cfg.log.val_freq > 0 and cfg.val.n_images > 0:   # read the validation data before anything is written
+        val = val_batch(build_dataset(cfg.data, cfg.val.seed, val=True, where=where), cfg.val.n_images)
     writers = [T.JSONLWriter(run_dir / 'log.jsonl')] + ([T.TensorBoardWriter(run_dir / 'tb')] if cfg.log.tensorboard else [])
     cbs.append(T.Logger(writers, cfg.log.print_freq, world))
-    if cfg.log.val_freq > 0 and cfg.val.n_images > 0:
-        vds = build_dataset(cfg.data, cfg.val.seed, val=True, where=where)
-        cbs.append(T.Validator(diffusion, val_batch(vds, cfg.val.n_images), cfg.log.val_freq, run_dir / 'val', ema,
-                               cfg.val.steps, cfg.val.sampler, cfg.val.seed, writers, precision))
+    if val is not None: cbs.append(T.Validator(diffusion, val, cfg.log.val_freq, run_dir / 'val', ema, cfg.val.steps,
+                                               cfg.val.sampler, cfg.val.seed, writers, precision))
     if cfg.log.progress: cbs.append(T.ProgressBar())
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / 'config.yaml').write_text(yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False))
     return cbs
 
-def _resume(trainer, resume:str, run_dir:Path):
+def _read_resume(resume:str, run_dir:Path):
+    "(path, checkpoint) to resume from, or None ('auto' with no valid checkpoint: a fresh run)."
     from sr3xct.train import find_resume
     from sr3xct.checkpoint import load_checkpoint
-    if resume == 'auto':
-        found = find_resume(run_dir / 'checkpoints')
-        if found is None: return trainer  # nothing to resume: a fresh run
-        path, ck = found
-    else:
-        path = Path(resume)
-        ck = load_checkpoint(path)
-    try: trainer.load_state_dict(ck)
-    except RuntimeError as e:  # mismatched network
-        raise InputError(f"{path}: does not fit the configured model ({str(e).splitlines()[0]})") from None
-    trainer.resumed_from = path
+    if resume == 'auto': return find_resume(run_dir / 'checkpoints')
+    return Path(resume), load_checkpoint(resume)
+
+def _check_fits(net, path:Path, ck:dict):
+    "`InputError` naming `path` when its weights do not fit `net` (another architecture)."
+    try: net.load_state_dict(ck['model'])   # loaded again, with everything else, by `Trainer.load_state_dict`
+    except RuntimeError as e:
+        lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+        raise InputError(f"{path}: does not fit the configured model ({lines[1] if len(lines) > 1 else lines[0]})"[:400]) from None
+
+def _resume(trainer, path:Path, ck:dict):
+    "Load a checkpoint read by `_read_resume` into `trainer`."
+    trainer.load_state_dict(ck); trainer.resumed_from = path
     return trainer
+

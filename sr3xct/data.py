@@ -196,19 +196,21 @@ def synthetic_soil(shape:tuple=(64, 256, 256), # (Z, Y, X) voxels; Z=1 gives a s
     return (out, P) if return_phases else out
 
 # %% ../nbs/01_data.ipynb #24839740
-def default_scaling(volume:np.ndarray, # a (Z, Y, X) volume
+def default_scaling(volume:np.ndarray, # a (Z, Y, X) volume (or an open `VolumeReader`)
+                    name=None, # the file it came from, for messages (default: a reader's path)
                    ) -> IntensityScaling:
     "uint8/uint16: the dtype's range; int16/float32: the 0.5-99.5 percentile window of the data."
-    name = check_dtype(volume.dtype, 'volume')
-    if name in ('uint8', 'uint16'): return IntensityScaling.from_dtype(name)
-    return IntensityScaling.from_percentiles(volume, 0.5, 99.5)
+    dtype = check_dtype(volume.dtype, name or getattr(volume, 'path', 'volume'))
+    if dtype in ('uint8', 'uint16'): return IntensityScaling.from_dtype(dtype)
+    return IntensityScaling.from_percentiles(volume, 0.5, 99.5, name=name)
 
-def _scalings(scaling, vols:list) -> list:
+def _scalings(scaling, vols:list, names:list|None=None) -> list:
     "One `IntensityScaling` per volume from None, a method name, one scaling or a list."
-    if scaling is None: return [default_scaling(v) for v in vols]
+    names = names or [f'volumes[{i}]' for i in range(len(vols))]
+    if scaling is None: return [default_scaling(v, n) for v, n in zip(vols, names)]
     if isinstance(scaling, str):
         if scaling == 'dtype': return [IntensityScaling.from_dtype(v.dtype) for v in vols]
-        if scaling == 'percentiles': return [IntensityScaling.from_percentiles(v) for v in vols]
+        if scaling == 'percentiles': return [IntensityScaling.from_percentiles(v, name=n) for v, n in zip(vols, names)]
         raise InputError('scaling', f"expected None, 'dtype', 'percentiles', an IntensityScaling or a list, got {scaling!r}")
     if isinstance(scaling, IntensityScaling): return [scaling] * len(vols)
     scaling = list(scaling)
@@ -275,7 +277,7 @@ class VolumePatchDataset(Dataset):
         if int(length) < 1: raise InputError('length', f'must be >= 1, got {length!r}')
         self.volumes, self.names = _volumes(volumes)
         for v, n in zip(self.volumes, self.names): check_patch_size(v.shape, self.patch, n, self.axes)
-        self.scalings = _scalings(scaling, self.volumes)
+        self.scalings = _scalings(scaling, self.volumes, self.names)
         self.length, self.seed, self.augment, self.split = int(length), int(seed), augment, _check_split(split)
         p = self.patch
         self._cands = [(vi, a) for vi in range(len(self.volumes)) for a in self.axes]
@@ -378,7 +380,7 @@ def prepare(volumes, # (Z, Y, X) arrays or TIFF paths; one or a list
     if not axes or any(a not in (0, 1, 2) for a in axes): raise InputError('axes', f'must be 0, 1 or 2, got {axes!r}')
     vols, names = _volumes(volumes)
     for v, n in zip(vols, names): check_patch_size(v.shape, patch, n, axes)
-    scalings = _scalings(scaling, vols)
+    scalings = _scalings(scaling, vols, names)
     if bits is None: bits = 8 if all(v.dtype == np.uint8 for v in vols) else 16
     if bits not in (8, 16): raise InputError('bits', f'must be 8 or 16, got {bits!r}')
     pos = _patch_positions(vols, patch, stride, axes, int(slice_step))
@@ -446,6 +448,13 @@ def read_image(path, # an image file (PNG, JPEG, TIFF, ...)
     return (a.astype(np.float32) / np.float32(top)) * 2 - 1
 
 # %% ../nbs/01_data.ipynb #4ea90f21
+def _check_size(path:Path, size:int):
+    "`InputError` unless the image at `path` is `size` x `size` (reads the header only)."
+    try:
+        with Image.open(path) as im: w, h = im.size
+    except (OSError, ValueError, SyntaxError) as e: raise InputError(path, f'unreadable image ({type(e).__name__}: {e})') from None
+    if (h, w) != (size, size): raise InputError(path, f'image is {h}x{w}, expected {size}x{size}')
+
 class PairedFolderDataset(Dataset):
     "Paired data in the SR3 layout (`hr_{r}/`, `lr_{l}/`, `sr_{l}_{r}/`) as `(lr, condition, hr)` (1, h, w) in [-1, 1]."
     def __init__(self, root, # folder holding the three subfolders
@@ -468,6 +477,7 @@ class PairedFolderDataset(Dataset):
                 raise InputError(self.dirs[k], f"file names differ from {self.dirs['hr'].name}/ (e.g. {odd}): "
                                                f"{len(files[k])} vs {len(names)} images")
         self.files = [(files['lr'][n], files['sr'][n], files['hr'][n]) for n in names]
+        for p, n in zip(self.files[0], (self.l_res, self.r_res, self.r_res)): _check_size(p, n)  # a wrong l_res/r_res fails here, not mid-run
         self.augment, self.seed, self.split = augment, int(seed), _check_split(split)
 
     def __len__(self): return len(self.files)

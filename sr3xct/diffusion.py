@@ -44,11 +44,16 @@ class GaussianDiffusion(nn.Module):
                  linear_start:float=1e-6, # first beta (linear)
                  linear_end:float=1e-2, # last beta (linear)
                  loss:nn.Module|None=None, # `SR3XCTLoss`-like; default `SR3XCTLoss()`
-                 timestep_sampler=None): # `ImportanceSampler` or None (uniform steps)
+                 timestep_sampler=None, # `ImportanceSampler` or None (uniform steps)
+                 residual:bool=False, # diffuse `hr - condition` (the detail bicubic misses) instead of `hr`
+                 residual_scale:float=1.0): # with `residual`: diffuse `(hr - condition) / residual_scale`
         super().__init__()
         if loss is None: loss = SR3XCTLoss()
         self.model, self.loss, self.timestep_sampler = model, loss, timestep_sampler
-        self.config = dict(schedule=schedule, n_timestep=int(n_timestep), linear_start=linear_start, linear_end=linear_end)
+        self.config = dict(schedule=schedule, n_timestep=int(n_timestep), linear_start=linear_start, linear_end=linear_end,
+                           residual=bool(residual), residual_scale=float(residual_scale))
+        if not residual_scale > 0: raise InputError('residual_scale', f'must be > 0, got {residual_scale!r}')
+        self.residual, self.residual_scale = bool(residual), float(residual_scale) if residual else 1.0
         betas = make_schedule(schedule, n_timestep, linear_start, linear_end)
         ab = torch.cumprod(1 - betas, 0)
         if timestep_sampler is not None and getattr(timestep_sampler, 'n_timestep', n_timestep) != n_timestep:
@@ -73,6 +78,14 @@ class GaussianDiffusion(nn.Module):
         "Invert `q_sample` with the predicted noise."
         g = gamma.reshape(-1, *[1] * (x_t.ndim - 1))
         return (x_t - (1 - g * g).clamp(min=0).sqrt() * noise_pred) / g
+
+    def to_diffused(self, hr:Tensor, condition:Tensor) -> Tensor:
+        "The image the diffusion runs on: `hr`, or `(hr - condition) / residual_scale` (residual diffusion)."
+        return (hr - condition) / self.residual_scale if self.residual else hr
+
+    def to_image(self, x:Tensor, condition:Tensor) -> Tensor:
+        "Inverse of `to_diffused`: back to an image in the condition's intensity scale."
+        return condition + self.residual_scale * x if self.residual else x
 
     def eps(self, condition:Tensor, x_t:Tensor, gamma:Tensor) -> Tensor:
         "The network's noise prediction at noise level `gamma` (B, 1), in `x_t`'s dtype."
@@ -111,9 +124,9 @@ def p_losses(self:GaussianDiffusion, hr:Tensor, # clean HR images (B, 1, H, W) i
     "The SR3 training loss of a batch: `loss(noise, noise_pred, x0_pred, hr, weights)`."
     t, gamma, w = self.draw_noise_level(len(hr), generator, hr.device)
     noise = _rand(hr.shape, generator, hr.device, 'randn').to(hr.dtype)
-    x_t = self.q_sample(hr, gamma, noise)
+    x_t = self.q_sample(self.to_diffused(hr, condition), gamma, noise)
     noise_pred = self.eps(condition, x_t, gamma)
-    x0_pred = self.predict_x0(x_t, gamma, noise_pred)
+    x0_pred = self.to_image(self.predict_x0(x_t, gamma, noise_pred), condition)
     loss, parts = self.loss(noise, noise_pred, x0_pred, hr, None if self.timestep_sampler is None else w)
     if self.timestep_sampler is not None:
         self.timestep_sampler.update(t.detach(), (noise - noise_pred).detach().float().abs().mean(dim=tuple(range(1, hr.ndim))))
@@ -223,12 +236,12 @@ def respace(n_timestep:int, # T of the diffusion
 
 # %% ../nbs/06_diffusion.ipynb #5ebfaac6
 def _step_x0(d, condition, x, ab:float, clip:bool):
-    "Network call at level `ab`: (noise prediction, x0 estimate) with x0 clipped and the noise re-derived from it."
+    "Network call at level `ab`: (noise prediction, x0 estimate) with the image clipped to [-1, 1] and the noise re-derived."
     gamma = torch.full((len(x), 1), math.sqrt(ab), device=x.device, dtype=x.dtype)
     eps = d.eps(condition, x, gamma)
     x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
     if clip:
-        x0 = x0.clamp(-1, 1); eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+        x0 = d.to_diffused(d.to_image(x0, condition).clamp(-1, 1), condition); eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
     return eps, x0
 
 def _sample_one(d, condition, ts, sampler, eta, generator, callback, clip):
@@ -239,7 +252,7 @@ def _sample_one(d, condition, ts, sampler, eta, generator, callback, clip):
     for i, t in enumerate(ts):
         a_t = float(ab[t]); a_s = float(ab[ts[i + 1]]) if i + 1 < len(ts) else 1.0
         eps, x0 = _step_x0(d, condition, x, a_t, clip)
-        if callback is not None: callback(i, x0)
+        if callback is not None: callback(i, d.to_image(x0, condition))
         if sampler == 'ddpm':
             beta = 1 - a_t / a_s
             c1, c2 = beta * math.sqrt(a_s) / (1 - a_t), (1 - a_s) * math.sqrt(1 - beta) / (1 - a_t)
@@ -257,12 +270,12 @@ def _sample_one(d, condition, ts, sampler, eta, generator, callback, clip):
             D = x0 if x0_prev is None else (1 + h / (2 * h_prev)) * x0 - h / (2 * h_prev) * x0_prev
             x = math.sqrt((1 - a_s) / (1 - a_t)) * x - math.sqrt(a_s) * math.expm1(-h) * D
             x0_prev, h_prev = x0, h
-    return x
+    return d.to_image(x, condition)
 
 @torch.no_grad()
 def sample(diffusion:GaussianDiffusion, # the diffusion with its (eval-mode) network
            condition:Tensor, # bicubic-upsampled LR (B, 1, H, W) in [-1, 1]
-           steps:int=50, # number of network evaluations
+           steps:int=20, # number of network evaluations
            sampler:str='ddim', # 'ddim', 'ddpm' or 'dpm++2m'
            eta:float=0.0, # DDIM noise (0: deterministic)
            generator:torch.Generator|None=None, # RNG on the condition's device, for reproducible samples

@@ -93,12 +93,12 @@ def super_resolve(diffusion:GaussianDiffusion, # the diffusion with its (eval-mo
                   tile:int|None=None, # HR tile size; default the network's `image_size`
                   overlap:int=32, # HR pixels blended between tiles
                   batch_size:int=4, # tiles per network call
-                  steps:int=50, # sampling steps
+                  steps:int=20, # sampling steps
                   sampler:str='ddim', # 'ddim', 'ddpm' or 'dpm++2m'
                   eta:float=0.0, # DDIM noise
                   n_samples:int=1, # > 1: return (mean, std) of that many samples
                   generator:torch.Generator|None=None, # RNG on the network's device
-                  precision:str='fp32', # 'fp32', 'bf16' or 'fp16' (CUDA) autocast
+                  precision:str='auto', # 'fp32', 'bf16', 'fp16' (CUDA) autocast, or 'auto' (bf16 where native)
                  ) -> Tensor|tuple[Tensor, Tensor]: # SR (B, 1, h*scale, w*scale), or (mean, std)
     "Super-resolve LR images of any size by overlapping, blended tiles of the training size."
     _check_sampling(steps, sampler, eta, n_samples)
@@ -113,7 +113,7 @@ def super_resolve(diffusion:GaussianDiffusion, # the diffusion with its (eval-mo
     return (out[:, :1], out[:, 1:]) if n_samples > 1 else out
 
 # %% ../nbs/08_infer.ipynb #e17f16c9
-_SCHEDULE_KEYS = ('schedule', 'n_timestep', 'linear_start', 'linear_end')
+_SCHEDULE_KEYS = ('schedule', 'n_timestep', 'linear_start', 'linear_end', 'residual', 'residual_scale')
 
 def _unet_args(cfg:dict) -> dict:
     "Complete UNet constructor arguments: defaults filled in, sequences as lists, a lone `attn_res` as a list."
@@ -153,6 +153,7 @@ def load_diffusion(checkpoint, # an sr3xct checkpoint or an SR3 reference pair (
         lines = [l.strip() for l in str(e).splitlines() if l.strip()]
         raise InputError(path, f'weights do not fit the model (another architecture?): {lines[1] if len(lines) > 1 else lines[0]}'[:400]) from None
     sched = {k: v for k, v in {**(ck_sched or {}), **(schedule or {})}.items() if k in _SCHEDULE_KEYS}
+    if torch.device(device).type == 'cpu': net = net.to(memory_format=torch.channels_last)   # faster convolutions on CPU
     d = GaussianDiffusion(net, loss=SR3XCTLoss(w_perceptual=0), **sched).to(device).eval()
     return d, dict(scale=ck_scale if scale is None else int(scale), image_size=net.config['image_size'],
                    format=ck['format'], path=str(path), weights=weights)
@@ -280,11 +281,11 @@ def super_resolve_volume(diffusion:GaussianDiffusion, # the diffusion with its n
                          tile:int|None=None, # HR tile size; default the network's `image_size`
                          overlap:int=32, # HR pixels blended between tiles
                          batch_size:int=4, # tiles per network call (several slices when they are small)
-                         steps:int=50, sampler:str='ddim', eta:float=0.0,
+                         steps:int=20, sampler:str='ddim', eta:float=0.0,
                          n_samples:int=1, # > 1: write mean and standard deviation of that many samples
                          std_output=None, # where the std goes (default: `{output stem}_std.tif`)
                          seed:int=0, # sampling seed (per slice group: rank-independent)
-                         precision:str='fp32', # 'fp32', 'bf16', or 'fp16' (CUDA)
+                         precision:str='auto', # 'fp32', 'bf16', 'fp16' (CUDA), or 'auto' (bf16 where native)
                          scaling:IntensityScaling|None=None, # grey values <-> [-1, 1]; default `sr3xct.data.default_scaling`
                          simulate_lr:bool=False, # the input is HR: degrade it by `scale` first
                          overwrite:bool=False, # replace existing outputs

@@ -46,6 +46,7 @@ def check_dtype(dtype, # a numpy dtype (or its name)
 # %% ../nbs/00_io.ipynb #0f1b5533
 def check_finite(array:np.ndarray, # data to check (any shape); only float data can hold NaN/Inf
                  path, # the file or argument it came from (for the message)
+                 where:str='', # where in `path` the array lies, e.g. ' in slice 3 along axis 0' (for the message)
                 ) -> np.ndarray:
     "`array` unchanged if it holds no NaN or Inf, else `InputError` with counts and the first bad index."
     if array.dtype.kind not in 'fc': return array
@@ -57,7 +58,7 @@ def check_finite(array:np.ndarray, # data to check (any shape); only float data 
         n_nan += int(np.isnan(b).sum()); n_inf += int(bad.sum()) - int(np.isnan(b).sum())
         if first is None: first = ((i,) if array.ndim >= 3 else ()) + tuple(int(j) for j in np.argwhere(bad)[0])
     if first is not None:
-        raise InputError(path, f'float data holds {n_nan} NaN and {n_inf} Inf values (first at index {first}); '
+        raise InputError(path, f'float data holds {n_nan} NaN and {n_inf} Inf values{where} (first at index {first}); '
                                'replace them (e.g. np.nan_to_num) before use')
     return array
 
@@ -247,7 +248,7 @@ class VolumeReader:
     def slice(self, index:int, axis:int=0) -> np.ndarray:
         "One 2D slice (a copy) without loading the whole volume."
         i = self._index(index, axis)
-        return check_finite(self._slice(i, axis), self.path)
+        return check_finite(self._slice(i, axis), self.path, f' in slice {i} along axis {axis}')
 
     def read(self) -> np.ndarray:
         "The whole volume (Z, Y, X), checked for NaN/Inf."
@@ -449,12 +450,15 @@ def from_percentiles(cls:IntensityScaling, array, # data whose grey levels set t
                      low:float=0.5, # percentile mapped to -1
                      high:float=99.5, # percentile mapped to +1
                      dtype=None, # dtype to record (default: the data's)
+                     name=None, # the file or argument the data came from, for messages (default: a reader's path)
                     ) -> IntensityScaling:
     "The window between two percentiles of `array` (of a regular subsample when it is large)."
     if not 0 <= low < high <= 100: raise InputError('percentiles', f'need 0 <= low < high <= 100, got {low}, {high}')
-    a = check_finite(_sample_values(array), getattr(array, 'path', 'array'))
+    where = name or getattr(array, 'path', 'array')
+    a = check_finite(_sample_values(array), where)
     lo, hi = np.percentile(a, [low, high])
-    if hi <= lo: raise InputError('array', f'percentiles {low}..{high} span no grey levels (constant data at {lo})')
+    if hi <= lo: raise InputError(where, f'percentiles {low}..{high} span no grey levels (constant data at {lo}): '
+                                         'no intensity window to scale to [-1, 1]')
     return cls(dtype or a.dtype, lo, hi, 'percentiles', (low, high))
 
 # %% ../nbs/00_io.ipynb #b1d77f69

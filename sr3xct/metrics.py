@@ -77,7 +77,7 @@ def otsu_threshold(image, # grey image or volume
     "Otsu threshold (scikit-image); `InputError` for a constant image."
     a = check_image(image, name)
     if a.dtype == bool: raise InputError(name, 'already binary; no threshold needed')
-    if a.min() == a.max(): raise InputError(name, f'constant image (all {a.flat[0]}): Otsu threshold undefined; pass threshold=')
+    if a.min() == a.max(): raise InputError(name, f'constant image (all {a.flat[0]}): Otsu threshold undefined; give the threshold (threshold=, or --threshold)')
     return float(filters.threshold_otsu(a))
 
 def pore_mask(image, # boolean pore mask, or grey image/volume

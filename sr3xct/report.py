@@ -110,8 +110,12 @@ def evaluate(sr, # SR volume (a TIFF or a folder of slices)
     if data_range is None and not np.issubdtype(t['hr'].dtype, np.integer):
         raise InputError(hr, f'{t["hr"].dtype} data: give the data range for PSNR/SSIM (--data-range), it is never guessed')
     vs = t['meta'].voxel_size
-    table = compare(t['sr'], t['hr'], t['lr'], data_range=data_range, threshold=threshold, pore=pore,
-                    voxel_size=vs[-1] if vs else 1.0)
+    try: table = compare(t['sr'], t['hr'], t['lr'], data_range=data_range, threshold=threshold, pore=pore,
+                         voxel_size=vs[-1] if vs else 1.0)
+    except InputError as e:   # name the file, not `compare`'s argument
+        files = {'sr': sr, 'hr': hr, 'lr': lr}
+        if e.path in files: raise InputError(files[e.path], e.problem) from None
+        raise
     table['unit'] = t['meta'].unit if vs else 'voxels'
     images = {'bicubic': bicubic_upsample(t['lr'], t['scale'])} if t['lr'] is not None else {}
     images.update(sr=t['sr'], hr=t['hr'])

@@ -19,11 +19,11 @@ from .io import InputError
 from .checkpoint import load_checkpoint, save_checkpoint
 
 # %% auto #0
-__all__ = ['CKPT_RE', 'WarmupCosine', 'make_scheduler', 'set_schedule_iter', 'ema_decay', 'EMA', 'Precision', 'ResumableSampler',
-           'make_loader', 'rng_state', 'set_rng_state', 'CancelStep', 'TrainingDiverged', 'Callback', 'TrainState',
-           'DiffusionLoss', 'Trainer', 'GradClip', 'NaNGuard', 'EMACallback', 'JSONLWriter', 'TensorBoardWriter',
-           'Logger', 'ProgressBar', 'list_checkpoints', 'find_resume', 'Checkpointer', 'save_grid', 'Validator',
-           'init_distributed', 'close_distributed', 'ImportanceSync', 'average_checkpoints']
+__all__ = ['CKPT_RE', 'WarmupCosine', 'make_scheduler', 'set_schedule_iter', 'ema_decay', 'EMA', 'auto_precision', 'Precision',
+           'ResumableSampler', 'make_loader', 'rng_state', 'set_rng_state', 'CancelStep', 'TrainingDiverged',
+           'Callback', 'TrainState', 'DiffusionLoss', 'Trainer', 'GradClip', 'NaNGuard', 'EMACallback', 'JSONLWriter',
+           'TensorBoardWriter', 'Logger', 'ProgressBar', 'list_checkpoints', 'find_resume', 'Checkpointer', 'save_grid',
+           'Validator', 'init_distributed', 'close_distributed', 'ImportanceSync', 'average_checkpoints']
 
 # %% ../nbs/07_train.ipynb #21c7d561
 class WarmupCosine:
@@ -70,6 +70,10 @@ class EMA:
             s = self.shadow[k]
             if v.is_floating_point(): s.lerp_(v.detach().float(), 1 - d)
             else: s.copy_(v)
+    @torch.no_grad()
+    def copy_from(self, model:nn.Module):
+        "Restart the average at `model`'s weights (resuming from a checkpoint that has none)."
+        for k, v in model.state_dict().items(): self.shadow[k].copy_(v.detach())
     def state_dict(self) -> dict: return self.shadow
     def load_state_dict(self, sd:dict):
         missing = set(self.shadow) - set(sd)
@@ -85,12 +89,25 @@ class EMA:
         finally: model.load_state_dict(saved)
 
 # %% ../nbs/07_train.ipynb #46a414f9
+def _cpu_has_bf16() -> bool:
+    "True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), read from /proc/cpuinfo (Linux)."
+    try: flags = Path('/proc/cpuinfo').read_text()
+    except OSError: return False
+    return ' avx512_bf16' in flags or ' amx_bf16' in flags
+
+def auto_precision(device:torch.device|str) -> str:
+    "'bf16' where the device computes it natively (CUDA with bf16, CPUs with AVX-512 BF16 or AMX), else 'fp32'."
+    d = torch.device(device)
+    if d.type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp32'
+    return 'bf16' if d.type == 'cpu' and _cpu_has_bf16() else 'fp32'
+
 class Precision:
     "Autocast + (for fp16) gradient scaling for one device."
-    def __init__(self, kind:str='fp32', # fp32 | bf16 | fp16
+    def __init__(self, kind:str='fp32', # fp32 | bf16 | fp16 | auto (`auto_precision`)
                  device:torch.device|str='cpu'):
-        self.kind, self.device = kind, torch.device(device)
-        if kind not in ('fp32', 'bf16', 'fp16'): raise InputError(f"precision: expected fp32, bf16 or fp16, got {kind!r}")
+        self.device = torch.device(device)
+        self.kind = kind = auto_precision(self.device) if kind == 'auto' else kind
+        if kind not in ('fp32', 'bf16', 'fp16'): raise InputError(f"precision: expected fp32, bf16, fp16 or auto, got {kind!r}")
         if kind == 'fp16' and self.device.type != 'cuda':
             raise InputError(f"precision: fp16 needs a CUDA device (got {self.device}); use bf16 on CPU")
         self.scaler = torch.amp.GradScaler('cuda') if kind == 'fp16' else None
@@ -273,7 +290,9 @@ class Trainer:
         if rng: set_rng_state(rng, self.generator)
         self.precision.load_state_dict(ck.get('grad_scaler'))
         for cb in self.cbs:
-            if cb.state_key and ck.get(cb.state_key) is not None: cb.load_state_dict(ck[cb.state_key])
+            if not cb.state_key: continue
+            if ck.get(cb.state_key) is not None: cb.load_state_dict(ck[cb.state_key])
+            elif hasattr(cb, 'reset'): cb.reset(self)
         return self
 
     @property
@@ -315,6 +334,7 @@ class EMACallback(Callback):
     def after_step(self, t): self.ema.update(t.net, t.state.iter)
     def state_dict(self): return self.ema.state_dict()
     def load_state_dict(self, sd): self.ema.load_state_dict(sd)
+    def reset(self, t): self.ema.copy_from(t.net)   # a checkpoint without EMA: start it at the loaded weights
 
 # %% ../nbs/07_train.ipynb #d17171e5
 class JSONLWriter:
@@ -395,6 +415,9 @@ class Checkpointer(Callback):
     def __init__(self, ckpt_dir, freq:int=10_000, keep_last:int=5, extra:dict|None=None, rank:int=0, world_size:int=1):
         self.dir, self.freq, self.keep_last, self.extra = Path(ckpt_dir), freq, keep_last, extra or {}
         self.rank, self.world_size, self.last_saved = rank, world_size, None
+    def before_fit(self, t):
+        if self.rank == 0 and self.dir.is_dir():
+            for p in self.dir.glob('.iter_*.pt.*.tmp'): p.unlink(missing_ok=True)   # left by a write cut off by a crash
     def after_iter(self, t):
         if t.state.iter % self.freq == 0: self.save(t)
     def after_fit(self, t):
@@ -490,6 +513,10 @@ def average_checkpoints(paths:list) -> dict:
         sds = [c.get(key) for c in cks]
         if any(sd is None for sd in sds): out[key] = None; continue
         if any(set(sd) != set(sds[0]) for sd in sds): raise InputError(f"{paths[0]}: checkpoints have different '{key}' keys; same network?")
+        for p, sd in zip(paths[1:], sds[1:]):
+            k = next((k for k, v in sds[0].items() if sd[k].shape != v.shape), None)
+            if k is not None: raise InputError(p, f"'{key}.{k}' has shape {tuple(sd[k].shape)}, but {tuple(sds[0][k].shape)} "
+                                                  f"in {paths[0]}; checkpoints of the same network?")
         out[key] = {k: (torch.stack([sd[k].float() for sd in sds]).mean(0).to(v.dtype) if v.is_floating_point() else v.clone())
                     for k, v in sds[-1].items()}
     out['averaged_from'] = [str(p) for p in paths]
