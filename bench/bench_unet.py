@@ -1,7 +1,9 @@
 """One denoising step of the sr3xct UNet at the SR3 reference size: float32 vs bf16 autocast, with and without
 cross-attention, NCHW vs channels_last; time (median of interleaved repeats), peak memory, and the bf16 error.
 
-    python bench/bench_unet.py [--repeats 5] [--size 256] [--no-memory]
+    python bench/bench_unet.py [--repeats 5] [--size 256] [--no-memory] [--device cuda]
+
+On CUDA, the bf16 variants use CUDA autocast, fp16 variants are added, and memory is the allocator's peak during a step.
 
 SR3 reference size: inner_channel 64, channel_mults [1,2,4,8,8], attn_res [16], res_blocks 2, 256x256, batch 1,
 2 threads. A step = the network's forward (no grad) plus the x0 estimate `(x_t - sqrt(1-g^2) eps) / g`.
@@ -28,11 +30,17 @@ VARIANTS = {  # name: (use_cross_attn, bf16, channels_last)
     'cross fp32': (True, False, False), 'cross fp32 CL': (True, False, True),
     'cross bf16': (True, True, False), 'cross bf16 CL': (True, True, True),
 }
+CUDA_VARIANTS = {'plain fp16': (False, 'fp16', False), 'cross fp16': (True, 'fp16', False)}
+DEVICE = 'cpu'
+
+
+def sync():
+    if DEVICE.startswith('cuda'): torch.cuda.synchronize()
 
 
 def build(cross:bool, seed=0):
     torch.manual_seed(seed)
-    m = UNet(**SR3, use_cross_attn=cross).eval()
+    m = UNet(**SR3, use_cross_attn=cross).eval().to(DEVICE)
     for mod in m.modules():   # a trained model's cross-attention is not the identity: give it weights
         if isinstance(mod, CrossAttention): torch.nn.init.normal_(mod.out.weight, std=0.02)
     return m
@@ -45,13 +53,14 @@ def inputs(size, gamma, seed=1):
     x0 = cond + 0.1 * torch.randn(1, 1, size, size, generator=g)
     gam = torch.full((1, 1), gamma)
     x_t = gam.view(-1, 1, 1, 1) * x0 + (1 - gam**2).sqrt().view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=g)
-    return torch.cat([cond, x_t], 1), gam
+    return torch.cat([cond, x_t], 1).to(DEVICE), gam.to(DEVICE)
 
 
 def step(m, x, gam, bf16:bool, cl:bool):
     "One denoising step's network work: predicted noise and the x0 estimate (float32)."
     if cl: x = x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+    dtype = torch.float16 if bf16 == 'fp16' else torch.bfloat16
+    with torch.inference_mode(), torch.autocast(DEVICE.split(':')[0], dtype=dtype, enabled=bool(bf16)):
         eps = m(x, gam).float()
     g = gam.view(-1, 1, 1, 1)
     return eps, (x[:, -1:] - (1 - g**2).sqrt() * eps) / g
@@ -79,7 +88,10 @@ def main():
     ap.add_argument('--only', nargs='*', default=None, help='variant names to run (default: all)')
     ap.add_argument('--no-memory', action='store_true')
     ap.add_argument('--memory-child', help=argparse.SUPPRESS)
+    ap.add_argument('--device', default='cpu')
     a = ap.parse_args()
+    global DEVICE; DEVICE = a.device
+    if a.device.startswith('cuda'): VARIANTS.update(CUDA_VARIANTS)
     if a.memory_child: return memory_child(a.memory_child, a.size)
     torch.set_num_threads(2)
     names = a.only or list(VARIANTS)
@@ -96,7 +108,7 @@ def main():
     for _ in range(a.repeats):                     # interleaved: every variant sees the same machine load
         for n in names:
             cross, bf16, cl = VARIANTS[n]
-            t = time.perf_counter(); step(models[cross, cl], x, gam, bf16, cl); times[n].append(time.perf_counter() - t)
+            sync(); t = time.perf_counter(); step(models[cross, cl], x, gam, bf16, cl); sync(); times[n].append(time.perf_counter() - t)
         print('times so far:', {n: round(v[-1], 3) for n, v in times.items()}, flush=True)
 
     # bf16 error against float32 (same model, same input) at three noise levels
@@ -108,7 +120,7 @@ def main():
         for gamma in (0.3, 0.7, 0.95):
             xg, gg = inputs(a.size, gamma)
             e32, x32 = step(models[cross, False], xg, gg, False, False)
-            e16, x16 = step(models[cross, cl], xg, gg, True, cl)
+            e16, x16 = step(models[cross, cl], xg, gg, bf16, cl)
             rows.append(((x16 - x32).norm() / x32.norm()).item())
         err[n] = rows
     # channels_last must not change float32 results beyond rounding
@@ -118,17 +130,25 @@ def main():
         layout_diff[cross] = ((e1 - e2).norm() / e1.norm()).item()
 
     mem = {}
-    if not a.no_memory:
+    if not a.no_memory and DEVICE.startswith('cuda'):
+        for n in names:
+            cross, bf16, cl = VARIANTS[n]
+            torch.cuda.synchronize(); base = torch.cuda.memory_allocated() / 2**20; torch.cuda.reset_peak_memory_stats()
+            step(models[cross, cl], x, gam, bf16, cl); torch.cuda.synchronize()
+            mem[n] = {'base': base, 'peak': torch.cuda.max_memory_allocated() / 2**20}
+    elif not a.no_memory:
         for n in names:
             out = subprocess.run([sys.executable, __file__, '--memory-child', n, '--size', str(a.size)],
                                  capture_output=True, text=True, check=True).stdout
             mem[n] = json.loads(out.strip().splitlines()[-1])
 
     ref = {c: times[f'{"cross" if c else "plain"} fp32'] for c in (False, True) if f'{"cross" if c else "plain"} fp32' in times}
-    print(f'\nUNet step at {a.size}x{a.size}, batch 1, {torch.get_num_threads()} threads, torch {torch.__version__}; '
+    where = torch.cuda.get_device_name() if DEVICE.startswith('cuda') else f'{torch.get_num_threads()} threads'
+    print(f'\nUNet step at {a.size}x{a.size}, batch 1, {where}, torch {torch.__version__}; '
           f'params: ' + ', '.join(f'{"cross" if c else "plain"} {p:,}' for c, p in n_par.items()))
     print('"vs fp32": ratio of medians (ratio of minima) to the same model\'s NCHW float32 step')
-    print(f'{"variant":15s} {"median s":>9s} {"min s":>7s} {"vs fp32":>15s} {"peak RSS MiB":>13s} {"step +MiB":>10s}  x0 rel. diff bf16 vs fp32 (g=.3/.7/.95)')
+    print(f'{"variant":15s} {"median s":>9s} {"min s":>7s} {"vs fp32":>15s} {"peak MiB":>13s} {"step +MiB":>10s}  x0 rel. diff bf16/fp16 vs fp32 (g=.3/.7/.95)')
+    if DEVICE.startswith('cuda'): print('(peak MiB: the CUDA allocator; weights of all models built in this process included in base)')
     for n in names:
         cross = VARIANTS[n][0]
         md = median(times[n])
