@@ -1,4 +1,4 @@
-# One command does the set-up and runs every test: `make test`.
+# One command does the set-up and runs every test: `make test`; the main job on embedded data: `make demo`.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 VENV ?= .venv
@@ -7,7 +7,10 @@ BIN := $(VENV)/bin
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 export MPLBACKEND := Agg
 
-.PHONY: test setup sync-check clean-check nbtest pytest docs-check docs export clean bench
+DEMO_OUT ?= sr3xct_demo
+DEMO_ARGS ?=
+
+.PHONY: demo test setup sync-check clean-check nbtest pytest docs-check docs export clean bench
 
 test: setup sync-check clean-check nbtest pytest docs-check
 	@echo "make test: all checks passed"
@@ -20,6 +23,10 @@ $(VENV)/.installed: setup.py settings.ini constraints.txt
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
 	@touch $@
+
+# the whole job on embedded data: train a small model (at most 7 min), super-resolve held-out slices, report
+demo: setup
+	$(BIN)/sr3xct demo --out $(DEMO_OUT) $(DEMO_ARGS)
 
 # the library is what the notebooks export: exporting changes nothing
 sync-check: setup

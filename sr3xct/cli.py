@@ -86,7 +86,7 @@ def _add_infer(sub):
                                            'a checkpoint that records none (SR3 reference pairs)')
     p.add_argument('--steps', type=int, help='sampling steps'); p.add_argument('--sampler', choices=['ddim', 'ddpm', 'dpm++2m'])
     p.add_argument('--n-samples', type=int, help='samples per slice; > 1 also writes the standard deviation')
-    p.add_argument('--device', help='auto | cpu | cuda | cuda:N'); p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'])
+    p.add_argument('--device', help='auto | cpu | cuda | cuda:N'); p.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'])
     p.add_argument('--tile', type=int, help='HR tile size (default from the config)')
     p.add_argument('--overlap', type=int, help='HR pixels blended between tiles')
     p.add_argument('--batch-size', type=int, help='tiles per network call'); p.add_argument('--seed', type=int)
