@@ -4,7 +4,9 @@
 
 Each measurement runs in a fresh Python process (so peaks do not carry over) that imports torch, builds a tiny
 random UNet (its cost is not what is measured), and super-resolves a uint16 LR volume (Z, lr, lr) by `scale`, then
-prints its peak resident set size (VmHWM) and the time. Two ways are compared in the same run, interleaved:
+prints its peak resident set size (VmHWM) and the time (the table gives seconds per run and slices per second, the
+whole run: reading, sampling, writing, and the first network call's warm-up, so a small depth understates the
+steady rate). Two ways are compared in the same run, interleaved:
 - stream: `sr3xct.infer.super_resolve_volume` (slices read one at a time, written through the resumable writer);
 - memory: the naive way: `read_volume` the whole input, super-resolve into one (Z, Y, X) array, `write_volume`;
 - stream-b1 (with `--modes`): stream with one tile per network call, to see what batching tiles/slices buys.
@@ -76,13 +78,14 @@ def main():
                     if r.returncode: sys.exit(f'child failed:\n{r.stderr}')
                     rec = json.loads(r.stdout.strip().splitlines()[-1])
                     rows.setdefault((mode, z), []).append(rec)
-                    print(f'  rep {rep} {mode:6s} {z:4d} slices: peak RSS {rec["peak_rss_mb"]:7.1f} MB, {rec["seconds"]:6.1f} s', flush=True)
+                    print(f'  rep {rep} {mode:6s} {z:4d} slices: peak RSS {rec["peak_rss_mb"]:7.1f} MB, {rec["seconds"]:6.1f} s, '
+                          f'{z / rec["seconds"]:.2f} slices/s', flush=True)
     out_mb = {z: z * (a.lr_size * a.scale) ** 2 * 2 / 2**20 for z in a.slices}
-    print(f'\n| mode | slices | output MB | peak RSS MB (median) | s/slice (median) |')
-    print('|---|---:|---:|---:|---:|')
+    print(f'\n| mode | depth (slices) | output MB | peak RSS MB (median) | s (median) | slices/s |')
+    print('|---|---:|---:|---:|---:|---:|')
     for (mode, z), recs in sorted(rows.items()):
-        print(f"| {mode} | {z} | {out_mb[z]:.1f} | {statistics.median(r['peak_rss_mb'] for r in recs):.1f} | "
-              f"{statistics.median(r['seconds'] for r in recs) / z:.3f} |")
+        sec = statistics.median(r['seconds'] for r in recs)
+        print(f"| {mode} | {z} | {out_mb[z]:.1f} | {statistics.median(r['peak_rss_mb'] for r in recs):.1f} | {sec:.2f} | {z / sec:.2f} |")
     lo, hi = min(a.slices), max(a.slices)
     for mode in a.modes:
         m = lambda z: statistics.median(r['peak_rss_mb'] for r in rows[(mode, z)])
