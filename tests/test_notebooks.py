@@ -1,5 +1,5 @@
 "Notebook hygiene that nbdev's docs build relies on."
-import json, re
+import ast, json, re
 from pathlib import Path
 
 import pytest
@@ -15,15 +15,18 @@ def code_cells(path):
 
 @pytest.mark.parametrize('path', NBS, ids=[p.stem for p in NBS])
 def test_imports_sit_in_cells_of_their_own(path):
-    """nbdev's docs processing executes every cell holding an import (test flags ignored): such a cell must hold
-    only imports, or be exported library code, or the docs build runs (or fails on) the rest of the cell."""
+    """nbdev's docs processing executes every cell holding an import anywhere in it (inside a `with` or a function
+    too; test flags ignored): such a cell must hold only imports, or be exported library code, or the docs build
+    runs (or fails on) the rest of the cell."""
     bad = []
     for i, src in code_cells(path):
-        lines = [l for l in src.split('\n') if l.strip() and not l.lstrip().startswith('#')]
-        if re.search(r'^#\|\s*export', src, re.M) or not any(IMPORT.match(l) for l in lines): continue
-        # continuation lines of a parenthesised import are part of it
-        others = [l for l in lines if not IMPORT.match(l) and not l.startswith((' ', '\t', ')'))]
-        if others: bad.append(f'cell {i}: {others[0][:60]!r}')
+        if re.search(r'^#\|\s*export', src, re.M): continue
+        try: tree = ast.parse('\n'.join(l for l in src.split('\n') if not l.lstrip().startswith(('%', '!'))))
+        except SyntaxError: continue
+        imports = (ast.Import, ast.ImportFrom)
+        if not any(isinstance(n, imports) for n in ast.walk(tree)): continue
+        others = [n for n in tree.body if not isinstance(n, imports)]
+        if others: bad.append(f'cell {i}: line {others[0].lineno} {ast.get_source_segment(src, others[0]) or ""!r:.60}')
     assert not bad, f'{path.name}: imports mixed with code in ' + '; '.join(bad)
 
 
