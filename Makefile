@@ -10,7 +10,7 @@ export MPLBACKEND := Agg
 DEMO_OUT ?= sr3xct_demo
 DEMO_ARGS ?=
 
-.PHONY: demo test setup sync-check clean-check nbtest pytest docs-check docs export clean bench
+.PHONY: demo test setup sync-check clean-check nbtest pytest docs-check docs export clean bench lab
 
 test: setup sync-check clean-check nbtest pytest docs-check
 	@echo "make test: all checks passed"
@@ -27,6 +27,11 @@ $(VENV)/.installed: setup.py settings.ini constraints.txt
 # the whole job on embedded data: train a small model (at most 7 min), super-resolve held-out slices, report
 demo: setup
 	$(BIN)/sr3xct demo --out $(DEMO_OUT) $(DEMO_ARGS)
+
+# JupyterLab on the notebooks (installed on first use; figures show inline: the Agg backend of the tests is unset)
+lab: setup
+	@test -x $(BIN)/jupyter-lab || $(PY) -m pip install -q jupyterlab
+	env -u MPLBACKEND $(BIN)/jupyter lab nbs/ $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # the library is what the notebooks export: exporting changes nothing
 sync-check: setup

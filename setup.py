@@ -7,7 +7,7 @@ cfg.read('settings.ini', encoding='utf-8')
 cfg = cfg['DEFAULT']
 
 licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
-statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
+statuses = ['0 - Pre-Planning', '1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable', '6 - Mature', '7 - Inactive']
 py_versions = '3.10 3.11 3.12 3.13'.split()
 lic = licenses[cfg['license'].lower()]
 min_python = cfg['min_python']
@@ -28,7 +28,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['sr3xct', 'sr3xct.*']),
     include_package_data=True,
-    package_data={'sr3xct': ['config/*/*/*.yaml', 'assets/*']},
+    package_data={'sr3xct': ['config/*/*.yaml', 'config/*/*/*.yaml', 'assets/*', 'models/*']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + min_python,

@@ -77,10 +77,10 @@ def step_cases(full, plain, b, s, device, autocast, small=False, crits=None):
     hr = torch.rand(b, 1, s, s, generator=g, device=device) * 2 - 1
     cond = torch.rand(b, 1, s, s, generator=g, device=device) * 2 - 1
     def run(crit):
-        d = GaussianDiffusion(net, loss=crit).to(device)
+        d = GaussianDiffusion(net).to(device)
         def f():
             opt.zero_grad(set_to_none=True)
-            with autocast(): loss, _ = d.p_losses(hr, cond, generator=g)
+            with autocast(): loss, _ = d.p_losses(hr, cond, crit, generator=g)
             loss.backward(); opt.step()
         return f
     if crits is not None: return {k: run(c) for k, c in crits.items()}

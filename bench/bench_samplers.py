@@ -30,7 +30,7 @@ from sr3xct.data import synthetic_soil
 from sr3xct.io import read_volume, IntensityScaling
 from sr3xct.infer import load_diffusion, super_resolve, tile_starts
 from sr3xct.metrics import psnr, ssim, bicubic_upsample
-from sr3xct.train import Precision
+from sr3xct.runtime import Precision
 
 DEMO_SOIL = dict(size=128, seed=12345)   # `sr3xct.demo.demo_data`'s soil test set: (test_slices, 128, 128), seed 12345
 

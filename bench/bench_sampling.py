@@ -11,7 +11,6 @@ proxy for a trained net. 2 threads, batch 1. The target is a whole SR under 25 s
 import argparse, inspect, os, statistics, time
 import torch
 from sr3xct.unet import UNet
-from sr3xct.losses import SR3XCTLoss
 from sr3xct.diffusion import GaussianDiffusion, sample
 
 
@@ -40,7 +39,7 @@ def main():
           f'load average {os.getloadavg()[0]:.2f} (1 min) on {os.cpu_count()} cores')
     net = UNet(in_channel=2, out_channel=1, inner_channel=64, norm_groups=32, channel_mults=(1, 2, 4, 8, 8), attn_res=(16,),
                res_blocks=2, dropout=0, image_size=256, use_cross_attn=not a.no_cross_attn).eval()
-    d = GaussianDiffusion(net, loss=SR3XCTLoss(w_perceptual=0)).to(DEVICE)
+    d = GaussianDiffusion(net).to(DEVICE)
     print(f'UNet {sum(p.numel() for p in net.parameters()):,} parameters, cross-attention {not a.no_cross_attn}')
     g = torch.Generator().manual_seed(0)
     cond = (torch.rand(1, 1, 256, 256, generator=g) * 2 - 1).to(DEVICE)

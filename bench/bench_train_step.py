@@ -45,7 +45,8 @@ def worker(kind: str, precision: str, steps: int, size: int, vgg: str, device: s
     from sr3xct.unet import UNet
     from sr3xct.losses import SR3XCTLoss, VGGPerceptualLoss
     from sr3xct.diffusion import GaussianDiffusion
-    from sr3xct.train import EMA, Precision
+    from sr3xct.train import EMA
+    from sr3xct.runtime import Precision
     from sr3xct.config import load_config
     torch.manual_seed(0)
     deep = load_config('train/32_256/deep')
@@ -56,7 +57,7 @@ def worker(kind: str, precision: str, steps: int, size: int, vgg: str, device: s
     loss = (SR3XCTLoss(w_ssim=lc.w_ssim, w_perceptual=lc.w_perceptual, w_multiscale=lc.w_multiscale, w_frequency=lc.w_frequency,
                        perceptual=VGGPerceptualLoss(weights=vgg))
             if kind == 'ours' else SR3XCTLoss(w_ssim=0, w_perceptual=0, w_multiscale=0, w_frequency=0))
-    diff = GaussianDiffusion(net, loss=loss).to(dev)
+    diff = GaussianDiffusion(net).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     ema = EMA(net) if kind == 'ours' else None
     prec = Precision(precision, dev)
@@ -67,7 +68,7 @@ def worker(kind: str, precision: str, steps: int, size: int, vgg: str, device: s
     times = []
     for i in range(steps + 1):
         sync(); t0 = time.perf_counter()
-        with prec.autocast(): l, parts = diff.p_losses(hr, cond, generator=g)
+        with prec.autocast(): l, parts = diff.p_losses(hr, cond, loss, generator=g)
         prec.backward(l)
         if kind == 'ours': prec.unscale_(opt); torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         prec.step(opt); opt.zero_grad(set_to_none=True)

@@ -24,13 +24,12 @@ import numpy as np, torch
 torch.set_num_threads(2)
 from sr3xct.io import VolumeMeta, write_volume, read_volume, IntensityScaling
 from sr3xct.unet import UNet
-from sr3xct.losses import SR3XCTLoss
 from sr3xct.diffusion import GaussianDiffusion
 from sr3xct.infer import super_resolve_volume, super_resolve
 mode, z, lr_size, scale, steps, tile, tmp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 torch.manual_seed(0)
 net = UNet(inner_channel=4, norm_groups=2, channel_mults=[1, 1, 1, 1, 1], attn_res=[], res_blocks=1, image_size=tile, use_cross_attn=False).eval()
-d = GaussianDiffusion(net, loss=SR3XCTLoss(w_perceptual=0), n_timestep=1000)
+d = GaussianDiffusion(net, n_timestep=1000)
 inp, out = f'{tmp}/lr_{z}.tif', f'{tmp}/sr_{mode}_{z}.tif'
 t0 = time.perf_counter()
 kw = dict(tile=tile, overlap=32, batch_size=4, steps=steps)

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, asdict
 import torch
 from torch import Tensor
-from .io import InputError
+from .errors import InputError
 from .data import upsample
 
 # %% ../nbs/02_augment.ipynb #964328e1

@@ -4,13 +4,14 @@
 
 # %% ../nbs/11_cli.ipynb #192c1e3b
 from __future__ import annotations
-import argparse, sys
+import argparse, os, sys
 from pathlib import Path
 
-from .io import InputError
+from .errors import InputError
 
 # %% auto #0
-__all__ = ['run_train', 'run_average', 'run_infer', 'run_eval', 'run_demo', 'build_parser', 'main']
+__all__ = ['run_train', 'run_average', 'run_infer', 'run_models', 'run_convert', 'run_prepare', 'run_eval', 'run_demo',
+           'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #f4db314a
 def _add_train(sub):
@@ -20,19 +21,24 @@ def _add_train(sub):
     p.add_argument('--resume', default=None, metavar='auto|PATH',
                    help="'auto': the newest valid checkpoint of this run (fresh start if none); or a checkpoint path "
                         "(ours or the SR3 reference's I{iter}_E{epoch} pair)")
+    p.add_argument('--init', metavar='MODEL', help="fine-tune a model: x4 (the packaged one), a model file or a checkpoint; "
+                                                   "its architecture and weights replace the config's (same as --set init=MODEL)")
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. train.lr=2e-4')
     p.set_defaults(func=run_train)
 
 def run_train(args) -> int:
     "Run `sr3xct train`."
     from sr3xct.config import load_config, build_trainer, resolve_config
-    from sr3xct.train import close_distributed
-    cfg = load_config(args.config, args.set)
+    from sr3xct.runtime import close_distributed
+    cfg = load_config(args.config, args.set + ([f'init={args.init}'] if args.init else []))
     trainer = build_trainer(cfg, resume=args.resume, where=str(resolve_config(args.config)))
     ok = False
     try:
+        if trainer.rank == 0:
+            for note in getattr(trainer, 'notes', []): print(f'sr3xct train: {note}', file=sys.stderr)
         if getattr(trainer, 'resumed_from', None) and trainer.rank == 0:
             print(f'resumed from {trainer.resumed_from} at iteration {trainer.state.iter}', file=sys.stderr)
+            if trainer.schedule_note: print(f'sr3xct train: LR schedule rebuilt from the config ({trainer.schedule_note})', file=sys.stderr)
         trainer.fit()
         if trainer.rank == 0:
             print(f'done: {trainer.state.iter} iterations ({trainer.state.n_skipped} skipped); run in {cfg.run_dir}', file=sys.stderr)
@@ -73,24 +79,35 @@ def run_average(args) -> int:
     return 0
 
 # %% ../nbs/11_cli.ipynb #28696797
-_INFER_FLAGS = ('steps', 'sampler', 'n_samples', 'device', 'precision', 'tile', 'overlap', 'batch_size', 'seed')
+_INFER_FLAGS = ('scale', 'mode', 'start', 'steps', 'sampler', 'n_samples', 'device', 'precision', 'tile', 'overlap', 'batch_size', 'seed')
 
 def _add_infer(sub):
+    from sr3xct.diffusion import SAMPLERS
+    from sr3xct.infer import MODES
     p = sub.add_parser('infer', help='super-resolve an LR image or volume',
-                       description='Super-resolve a low-resolution image or volume, slice by slice (resumable; torchrun splits the slices).')
-    p.add_argument('-c', '--config', required=True, help='inference YAML or packaged name, e.g. inference/32_256/x8')
-    p.add_argument('--checkpoint', required=True, help="sr3xct checkpoint, or an SR3 reference pair (its _gen.pth or I{iter}_E{epoch} prefix)")
+                       description='Super-resolve a low-resolution image or volume, slice by slice (resumable; torchrun splits the slices). '
+                                   'With no --checkpoint, the packaged pretrained model for --scale is used (see `sr3xct models`).')
     p.add_argument('--input', required=True, help='LR image or volume: a .tif or a folder of slice .tifs')
-    p.add_argument('--output', required=True, help='SR .tif to write (the mean of the samples when --n-samples > 1)')
+    p.add_argument('--output', required=True, help='SR .tif to write (the mean of the samples with --mode mean)')
+    p.add_argument('--scale', type=int, choices=[2, 4, 8], help='factor (default: the checkpoint\'s; 4 for the packaged model)')
+    p.add_argument('--mode', choices=MODES, help="fidelity: the predictor, best PSNR/SSIM, one pass; realism: one refined sample "
+                   "(texture, pore statistics); mean: mean and std of --n-samples samples (default: fidelity when the model has a predictor)")
+    p.add_argument('--checkpoint', help="sr3xct checkpoint or model file, or an SR3 reference pair (its _gen.pth or I{iter}_E{epoch} prefix); "
+                                        'default: the packaged model')
+    p.add_argument('-c', '--config', help='inference YAML or packaged name, e.g. inference/x4 (default: built-in defaults)')
     p.add_argument('--model-config', help='training config (YAML or packaged name) whose model/diffusion/data.scale describe '
                                            'a checkpoint that records none (SR3 reference pairs)')
-    p.add_argument('--steps', type=int, help='sampling steps'); p.add_argument('--sampler', choices=['ddim', 'ddpm', 'dpm++2m'])
-    p.add_argument('--n-samples', type=int, help='samples per slice; > 1 also writes the standard deviation')
-    p.add_argument('--device', help='auto | cpu | cuda | cuda:N'); p.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'])
-    p.add_argument('--tile', type=int, help='HR tile size (default from the config)')
-    p.add_argument('--overlap', type=int, help='HR pixels blended between tiles')
-    p.add_argument('--batch-size', type=int, help='tiles per network call'); p.add_argument('--seed', type=int)
-    p.add_argument('--axis', type=int, default=0, choices=[0, 1, 2], help='slice across this axis (default 0: the (Y, X) planes)')
+    p.add_argument('--steps', type=int, help='sampling steps (realism, mean; default 20)')
+    p.add_argument('--start', type=float, help="where sampling starts in the noise schedule, in (0, 1] (default: the model's; 1: pure noise)")
+    p.add_argument('--sampler', choices=SAMPLERS, help='sampler (default ddim)')
+    p.add_argument('--n-samples', type=int, help='samples for --mode mean (default 4); also writes the standard deviation')
+    p.add_argument('--device', help='auto | cpu | cuda | cuda:N (default auto)')
+    p.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], help='autocast precision (default auto: bf16 where native)')
+    p.add_argument('--threads', type=int, help='CPU threads (default: the cores this process may use)')
+    p.add_argument('--tile', type=int, help="HR tile size of the diffusion (default: the network's training size)")
+    p.add_argument('--overlap', type=int, help='HR pixels blended between tiles (default 32)')
+    p.add_argument('--batch-size', type=int, help='tiles per network call (default 4)'); p.add_argument('--seed', type=int, help='sampling seed (default 0)')
+    p.add_argument('--axis', type=int, default=0, choices=[0, 1, 2], help='slice across this axis (0: the (Y, X) planes)')
     p.add_argument('--std-output', help='where the standard deviation goes (default OUTPUT_std.tif)')
     p.add_argument('--simulate-lr', action='store_true', help='the input is HR: degrade it by the scale first (for evaluation)')
     p.add_argument('--overwrite', action='store_true', help='replace existing output files')
@@ -98,35 +115,119 @@ def _add_infer(sub):
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override an inference config key, e.g. eta=0.5')
     p.set_defaults(func=run_infer)
 
-def run_infer(args) -> int:
-    "Run `sr3xct infer`."
-    from sr3xct.config import load_config, resolve_config, InferenceConfig, TrainConfig, pick_device, to_dict
-    from sr3xct.infer import load_diffusion, super_resolve_volume
-    from sr3xct.train import init_distributed, close_distributed
-    cfg = load_config(args.config, args.set, cls=InferenceConfig)
+def _infer_config(args):
+    "The inference settings: the config (or the defaults), then `--set`, then the flags."
+    from sr3xct.config import load_config, InferenceConfig, from_dict, apply_overrides
+    cfg = load_config(args.config, args.set, cls=InferenceConfig) if args.config else \
+          from_dict(InferenceConfig, apply_overrides({}, args.set, InferenceConfig), '--set')
     for k in _INFER_FLAGS:
         if getattr(args, k) is not None: setattr(cfg, k, getattr(args, k))
-    model = schedule = None
-    if args.model_config:
-        tc = load_config(args.model_config, cls=TrainConfig)
-        if tc.data.scale != cfg.scale:
-            raise InputError(f'{resolve_config(args.model_config)}: data.scale {tc.data.scale} does not match scale {cfg.scale} of {args.config}')
-        model = to_dict(tc.model)
-        schedule = {k: v for k, v in to_dict(tc.diffusion).items() if k != 'importance_sampling'}
+    if cfg.mode == 'mean' and cfg.n_samples < 2: cfg.n_samples = 4 if args.n_samples is None else cfg.n_samples
+    return cfg
+
+def _reference_settings(model_config, scale):
+    "UNet and schedule settings for a checkpoint that records none, from a training config."
+    from sr3xct.config import load_config, resolve_config, TrainConfig, to_dict
+    if not model_config: return None, None
+    tc = load_config(model_config, cls=TrainConfig)
+    if scale is not None and tc.data.scale != scale:
+        raise InputError(f'{resolve_config(model_config)}: data.scale {tc.data.scale} does not match scale {scale}')
+    return to_dict(tc.model) | {}, {k: v for k, v in to_dict(tc.diffusion).items() if k not in ('importance_sampling', 'base')}
+
+def run_infer(args) -> int:
+    "Run `sr3xct infer`."
+    from sr3xct.config import pick_device
+    from sr3xct.models import load_model
+    from sr3xct.infer import super_resolve_volume
+    from sr3xct.runtime import init_distributed, close_distributed, set_threads
+    cfg = _infer_config(args)
+    if args.threads is not None and args.threads < 1: raise InputError('--threads', f'must be >= 1, got {args.threads}')
+    set_threads(args.threads)
+    model_args, schedule = _reference_settings(args.model_config, cfg.scale)
     rank, world, local = init_distributed()
     ok = False
     try:
-        diffusion, info = load_diffusion(args.checkpoint, model, schedule, cfg.scale, cfg.use_ema, pick_device(cfg.device, local))
-        res = super_resolve_volume(diffusion, args.input, args.output, cfg.scale, axis=args.axis, tile=cfg.tile,
+        scale = cfg.scale or (None if args.checkpoint else 4)
+        model = load_model(args.checkpoint, scale, pick_device(cfg.device, local), cfg.use_ema, model_args, schedule)
+        scale = model.scale or scale
+        if scale is None: raise InputError(args.checkpoint, 'the checkpoint records no scale: give --scale')
+        res = super_resolve_volume(model, args.input, args.output, scale, axis=args.axis, tile=cfg.tile,
                                    overlap=cfg.overlap, batch_size=cfg.batch_size, steps=cfg.steps, sampler=cfg.sampler,
                                    eta=cfg.eta, n_samples=cfg.n_samples, std_output=args.std_output, seed=cfg.seed,
                                    precision=cfg.precision, simulate_lr=args.simulate_lr, overwrite=args.overwrite,
-                                   progress=not args.no_progress)
+                                   progress=not args.no_progress, mode=cfg.mode, start=cfg.start)
         if rank == 0:
             print(f"wrote {res['output']}" + (f" and {res['std']}" if res['std'] else '') +
-                  f" ({res['slices']} slices, x{cfg.scale}, {info['weights']} weights of {info['path']})", file=sys.stderr)
+                  f" ({res['slices']} slices, x{scale}, mode {res['mode']}, model {model.info.get('path')})", file=sys.stderr)
         ok = True
     finally: close_distributed(ok)
+    return 0
+
+# %% ../nbs/11_cli.ipynb #739a4cf8
+def _add_models(sub):
+    p = sub.add_parser('models', help='list the packaged pretrained models and their model cards',
+                       description='The pretrained models that ship with sr3xct (used by `sr3xct infer` when no --checkpoint is given).')
+    p.add_argument('--card', metavar='NAME', help='print the whole model card of NAME (e.g. x4)')
+    p.set_defaults(func=run_models)
+
+def run_models(args) -> int:
+    "Run `sr3xct models`: one line per packaged model, or a whole model card."
+    from sr3xct.models import packaged_models
+    found = packaged_models()
+    if args.card:
+        if args.card not in found or found[args.card]['card'] is None:
+            raise InputError('--card', f"no model card {args.card!r} (packaged: {', '.join(found) or 'none'})")
+        print(found[args.card]['card'].read_text()); return 0
+    if not found: print('no packaged models'); return 0
+    for name, m in found.items():
+        summary = next((l.strip('# ').strip() for l in (m['card'].read_text().splitlines() if m['card'] else []) if l.startswith('> ')), '')
+        print(f"{name}  x{m['scale']}  {m['path'].stat().st_size / 1e6:.1f} MB  {summary}")
+    return 0
+
+# %% ../nbs/11_cli.ipynb #abe74fec
+def _add_convert(sub):
+    p = sub.add_parser('convert', help='write a weights-only model file (safetensors) from a checkpoint',
+                       description='Write the networks of a checkpoint (EMA weights when it has them) and their configs as one '
+                                   'safetensors model file: what `sr3xct infer --checkpoint` and `sr3xct train --init` read, and '
+                                   'what the packaged models are. SR3 reference pairs need --model-config.')
+    p.add_argument('--checkpoint', required=True, help='sr3xct checkpoint, or an SR3 reference pair (I{iter}_E{epoch} prefix)')
+    p.add_argument('--model-config', help='training config describing a checkpoint that records no model settings')
+    p.add_argument('-o', '--out', required=True, help='the .safetensors file to write')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+    p.set_defaults(func=run_convert)
+
+def run_convert(args) -> int:
+    "Run `sr3xct convert`."
+    from sr3xct.models import load_model, save_model
+    out = Path(args.out)
+    if out.suffix != '.safetensors': raise InputError(out, 'the model file must end in .safetensors')
+    if out.exists() and not args.overwrite: raise InputError(out, 'exists; pass --overwrite to replace it')
+    model_args, schedule = _reference_settings(args.model_config, None)
+    m = load_model(args.checkpoint, model=model_args, schedule=schedule)
+    save_model(m, out)
+    print(f"wrote {out} (x{m.scale}, modes {', '.join(m.modes)}) from {args.checkpoint}", file=sys.stderr)
+    return 0
+
+# %% ../nbs/11_cli.ipynb #1acf259d
+def _add_prepare(sub):
+    p = sub.add_parser('prepare', help="write the SR3 reference's paired folder layout from HR volumes",
+                       description='Cut HR volumes into patches and write hr_{r}/, lr_{l}/ and sr_{l}_{r}/ images (the SR3 '
+                                   "reference's layout, read by data.source: folder) with prepare.json.")
+    p.add_argument('--hr', required=True, nargs='+', help='HR volume(s): .tif files or folders of slices')
+    p.add_argument('--scale', type=int, required=True, choices=[2, 4, 8], help='degradation factor')
+    p.add_argument('--out', required=True, help='folder to write into')
+    p.add_argument('--patch', type=int, default=256, help='HR patch size (default 256)')
+    p.add_argument('--stride', type=int, help='step between patches in a slice (default: the patch size)')
+    p.add_argument('--max-patches', type=int, help='keep at most this many, evenly spread')
+    p.add_argument('--overwrite', action='store_true', help='replace existing folders')
+    p.set_defaults(func=run_prepare)
+
+def run_prepare(args) -> int:
+    "Run `sr3xct prepare`."
+    from sr3xct.data import prepare
+    rec = prepare(args.hr, args.out, scale=args.scale, patch=args.patch, stride=args.stride, max_patches=args.max_patches,
+                  overwrite=args.overwrite)
+    print(f"wrote {rec['count']} patch triplets to {args.out}", file=sys.stderr)
     return 0
 
 # %% ../nbs/11_cli.ipynb #a89e06f0
@@ -155,25 +256,27 @@ def run_eval(args) -> int:
 
 # %% ../nbs/11_cli.ipynb #397730da
 def _add_demo(sub):
-    p = sub.add_parser('demo', help='train a small model on embedded data, super-resolve held-out slices, report',
-                       description='The whole job without data of your own: trains the small x4 model on synthetic soil '
-                                   'and the packaged sandstone for a bounded time, super-resolves held-out slices and '
-                                   'writes report.md (bicubic vs sr3xct) with TIFFs and figures to --out.')
+    p = sub.add_parser('demo', help='super-resolve held-out real CT with the packaged model and report',
+                       description='The main job without data of your own: super-resolves held-out real sandstone and soil '
+                                   'slices with the packaged x4 model (fidelity, realism, mean and std), compares them with '
+                                   'bicubic interpolation and HR, and writes report.md, report.png and the TIFFs to --out. '
+                                   '--train-minutes N fine-tunes the refiner on embedded data first.')
     p.add_argument('--out', default='sr3xct_demo', help='report folder (default sr3xct_demo)')
-    p.add_argument('--minutes', type=float, default=7.0, help='training time budget (default 7)')
+    p.add_argument('--train-minutes', type=float, default=0.0, help='fine-tune the refiner this long first (default 0: no training)')
     p.add_argument('--steps', type=int, default=20, help='DDIM sampling steps (default 20)')
-    p.add_argument('--n-samples', type=int, default=4, help='samples averaged for the mean SR (default 4)')
-    p.add_argument('--test-slices', type=int, default=4, help='held-out slices per test set, 1-10 (default 4)')
+    p.add_argument('--n-samples', type=int, default=4, help='samples averaged for the mean (default 4)')
+    p.add_argument('--test-slices', type=int, default=4, help='held-out slices per test set, 1-4 (default 4)')
+    p.add_argument('--model', help='start from this model instead of the packaged x4 (a checkpoint or model file)')
     p.add_argument('--overwrite', action='store_true', help="replace a previous demo's files in --out")
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a training config key')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a fine-tuning config key')
     p.set_defaults(func=run_demo)
 
 def run_demo(args) -> int:
     "Run `sr3xct demo`: print the report."
     from sr3xct.demo import demo
     if args.steps < 1: raise InputError('--steps', f'must be >= 1, got {args.steps}')
-    if args.n_samples < 1: raise InputError('--n-samples', f'must be >= 1, got {args.n_samples}')
-    r = demo(args.out, args.minutes, args.steps, args.n_samples, args.test_slices, args.overwrite, args.set)
+    if args.n_samples < 2: raise InputError('--n-samples', f'must be >= 2, got {args.n_samples}')
+    r = demo(args.out, args.train_minutes, args.steps, args.n_samples, args.test_slices, args.overwrite, args.set, args.model)
     print(Path(r['report']).read_text())
     print(f"wrote {r['report']}", file=sys.stderr)
     return 0
@@ -185,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='sr3xct', description='SR3 diffusion super-resolution for X-ray CT of soil and rock.')
     p.add_argument('--version', action='version', version=f'sr3xct {__version__}')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
-    for add in (_add_train, _add_average, _add_infer, _add_eval, _add_demo): add(sub)
+    for add in (_add_train, _add_average, _add_infer, _add_models, _add_convert, _add_prepare, _add_eval, _add_demo): add(sub)
     return p
 
 def main(argv:list[str]|None=None) -> int:

@@ -15,13 +15,14 @@ import numpy as np
 import torch
 import yaml
 
-from .io import InputError
+from .errors import InputError
 from .augment import AugmentConfig
 
 # %% auto #0
-__all__ = ['ModelConfig', 'DiffusionConfig', 'LossConfig', 'DataConfig', 'OptimConfig', 'LogConfig', 'ValConfig', 'TrainConfig',
-           'InferenceConfig', 'from_dict', 'to_dict', 'packaged_configs', 'resolve_config', 'apply_overrides',
-           'load_config', 'pick_device', 'build_loss', 'build_diffusion', 'build_dataset', 'val_batch', 'build_trainer',
+__all__ = ['ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'DataConfig', 'OptimConfig', 'LogConfig',
+           'ValConfig', 'TrainConfig', 'InferenceConfig', 'from_dict', 'to_dict', 'packaged_configs', 'resolve_config',
+           'apply_overrides', 'load_config', 'pick_device', 'build_loss', 'build_diffusion', 'build_predictor',
+           'load_base', 'build_dataset', 'val_batch', 'load_init', 'build_model', 'constructors', 'build_trainer',
            'build_callbacks']
 
 # %% ../nbs/10_config.ipynb #16437186
@@ -51,6 +52,13 @@ class DiffusionConfig:
     importance_sampling: bool = False  # draw noise levels where the loss is high (ImportanceSampler)
     residual: bool = False  # diffuse hr - condition (the detail bicubic misses) instead of hr
     residual_scale: float = 1.0  # with residual: diffuse (hr - condition) / residual_scale
+    base: str | None = None  # a predictor checkpoint (a `stage: predictor` run): refine P(LR) instead of bicubic
+
+@dataclass
+class PredictorConfig:
+    "The predict-and-refine first stage (`sr3xct.predictor.Predictor`; its scale is `data.scale`)."
+    channels: int = 48
+    n_blocks: int = 8
 
 @dataclass
 class LossConfig:
@@ -66,7 +74,8 @@ class DataConfig:
     "Where the training patches come from and how they are batched."
     source: Literal['synthetic', 'sandstone', 'volumes', 'folder'] = 'synthetic'
     paths: list[str] = field(default_factory=list)  # volume files (`volumes`) or one prepared folder (`folder`)
-    val_paths: list[str] = field(default_factory=list)  # held-out volumes/folder; empty: same source, other seed
+    val_paths: list[str] = field(default_factory=list)  # held-out volumes/folder; empty: see val_fraction
+    val_fraction: float = 0.1        # no val_paths, real volumes: the last 10% of z slices of each are validation only
     synthetic_shape: list[int] = field(default_factory=lambda: [64, 256, 256])  # (Z, Y, X) of `synthetic` volumes
     patch: int = 256
     scale: int = 8
@@ -111,14 +120,18 @@ class ValConfig:
     steps: int = 20
     sampler: Literal['ddim', 'ddpm', 'dpm++2m'] = 'ddim'
     seed: int = 1
+    start: float = 1.0               # where sampling starts (1: pure noise); recorded as the model's default
 
 @dataclass
 class TrainConfig:
     "A whole training run."
     name: str = 'sr3xct'
+    stage: Literal['diffusion', 'predictor'] = 'diffusion'  # what is trained: the SR3 refiner or the predictor P(LR)
+    init: str | None = None          # start from a model: 'x4' (packaged), a model file or a checkpoint (its networks and weights)
     seed: int = 0
     out_dir: str = 'runs/{name}'     # `{name}` is replaced by the run name
     model: ModelConfig = field(default_factory=ModelConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -133,12 +146,14 @@ class TrainConfig:
 @dataclass
 class InferenceConfig:
     "Sampling and tiling for `sr3xct infer`."
-    scale: int = 8
+    scale: int | None = None         # null: the checkpoint's (4 for the packaged model)
+    start: float | None = None       # where sampling starts in the schedule (null: the model's; 1: pure noise)
+    mode: Literal['fidelity', 'realism', 'mean'] | None = None  # null: fidelity when the model has a predictor
     steps: int = 20
     sampler: Literal['ddim', 'ddpm', 'dpm++2m'] = 'ddim'
     eta: float = 0.0
-    n_samples: int = 1               # >1: mean and per-voxel spread
-    tile: int = 256                  # HR tile size (the network's training size)
+    n_samples: int = 1               # mode mean: how many samples (mean and per-voxel spread)
+    tile: int | None = None          # HR tile size of the diffusion (null: the network's training size)
     overlap: int = 32                # HR pixels blended between neighbouring tiles
     batch_size: int = 4
     precision: Literal['fp32', 'bf16', 'fp16', 'auto'] = 'auto'
@@ -226,11 +241,11 @@ def to_dict(cfg) -> dict:
 def packaged_configs() -> list[str]:
     "Names of the configs that ship with the package."
     root = resources.files('sr3xct') / 'config'
-    out = []
-    for kind in sorted(p.name for p in root.iterdir() if p.is_dir()):
-        for sub in sorted(p.name for p in (root / kind).iterdir() if p.is_dir()):
-            out += [f'{kind}/{sub}/{f.name[:-5]}' for f in sorted((root / kind / sub).iterdir(), key=lambda f: f.name) if f.name.endswith('.yaml')]
-    return out
+    def walk(d, prefix):
+        for f in sorted(d.iterdir(), key=lambda f: f.name):
+            if f.is_dir(): yield from walk(f, f'{prefix}{f.name}/')
+            elif f.name.endswith('.yaml'): yield f'{prefix}{f.name[:-5]}'
+    return list(walk(root, ''))
 
 def resolve_config(name: str | Path) -> Path:
     "Path of a config given as a file path or a packaged name like `train/32_256/deep`."
@@ -308,7 +323,7 @@ def build_loss(cfg:LossConfig, where:str='config'):
                       w_frequency=cfg.w_frequency, perceptual=perceptual)
 
 def build_diffusion(cfg:TrainConfig, where:str='config'):
-    "UNet + loss + schedule (+ importance sampler) as a `GaussianDiffusion`."
+    "UNet + schedule (+ importance sampler) as a `GaussianDiffusion` (the loss is `build_loss`'s, given to the trainer)."
     from sr3xct.unet import UNet
     from sr3xct.diffusion import GaussianDiffusion, ImportanceSampler
     try: net = UNet(**to_dict(cfg.model))
@@ -316,8 +331,27 @@ def build_diffusion(cfg:TrainConfig, where:str='config'):
     d = cfg.diffusion
     ts = ImportanceSampler(d.n_timestep) if d.importance_sampling else None
     return GaussianDiffusion(net, schedule=d.schedule, n_timestep=d.n_timestep, linear_start=d.linear_start,
-                             linear_end=d.linear_end, loss=build_loss(cfg.loss, where), timestep_sampler=ts,
+                             linear_end=d.linear_end, timestep_sampler=ts,
                              residual=d.residual, residual_scale=d.residual_scale)
+
+def build_predictor(cfg:TrainConfig, where:str='config'):
+    "The predictor P(LR) of `cfg.predictor` at `cfg.data.scale`."
+    from sr3xct.predictor import Predictor
+    try: return Predictor(cfg.data.scale, cfg.predictor.channels, cfg.predictor.n_blocks)
+    except InputError as e: raise InputError(f'{where}: predictor.{e}') from None
+
+def load_base(path, where:str='config'):
+    "The frozen predictor (EMA weights) of a `stage: predictor` checkpoint, for `diffusion.base`."
+    from sr3xct.predictor import Predictor
+    from sr3xct.checkpoint import load_checkpoint, load_weights
+    ck = load_checkpoint(path)
+    arch = ck.get('constructors') or {}
+    if not isinstance(arch.get('predictor'), dict):
+        raise InputError(path, f'not a predictor checkpoint (diffusion.base in {where} needs one written by a stage: predictor run)')
+    try: net = Predictor(**arch['predictor'])
+    except (InputError, TypeError) as e: raise InputError(path, f'cannot build its predictor: {e}') from None
+    load_weights(net, ck.get('ema') or ck['model'], path)
+    return net.eval().requires_grad_(False)
 
 def build_dataset(cfg:DataConfig, seed:int=0, val:bool=False, where:str='config'):
     "The training (or, with `val=True`, validation: no augmentation) patch dataset."
@@ -327,15 +361,20 @@ def build_dataset(cfg:DataConfig, seed:int=0, val:bool=False, where:str='config'
     split = 'val' if val else 'train'
     aug = PairedAugment(cfg.augment) if cfg.augment is not None else None
     if cfg.patch % cfg.scale: raise InputError(f"{where}: data.patch {cfg.patch} is not a multiple of data.scale {cfg.scale}")
+    if not 0 <= cfg.val_fraction < 1: raise InputError(f"{where}: data.val_fraction must be in [0, 1), got {cfg.val_fraction}")
     if cfg.source == 'folder':
         if len(paths) != 1: raise InputError(f"{where}: data.source folder needs exactly one path in data.paths, got {len(paths)}")
         return PairedFolderDataset(paths[0], cfg.patch // cfg.scale, cfg.patch, augment=aug, seed=seed, split=split)
-    if cfg.source == 'synthetic': vols = [synthetic_soil(tuple(cfg.synthetic_shape), seed=seed)]
+    axes, hold = tuple(cfg.axes), 0.0
+    if cfg.source == 'synthetic': vols = [synthetic_soil(tuple(cfg.synthetic_shape), seed=seed)]   # val: another seed
     elif cfg.source == 'sandstone': vols = [sandstone()[0]]
     elif not paths: raise InputError(f"{where}: data.source is volumes but data.paths is empty")
-    else: vols = [str(p) for p in paths]  # read lazily (memory-mapped) by the dataset
-    return VolumePatchDataset(vols, patch=cfg.patch, scale=cfg.scale, axes=tuple(cfg.axes), length=cfg.length,
-                              seed=seed, augment=aug, split=split)
+    else: vols = [str(p) for p in paths]   # read lazily (memory-mapped) by the dataset
+    if cfg.source != 'synthetic' and not cfg.val_paths:   # real volumes: hold out their last slices for validation
+        hold = cfg.val_fraction
+        if val and hold: axes = (0,)   # the held-out block is thin: its z slices only
+    return VolumePatchDataset(vols, patch=cfg.patch, scale=cfg.scale, axes=axes, length=cfg.length,
+                              seed=seed, augment=aug, split=split, holdout=hold)
 
 def val_batch(ds, n:int):
     "The first `n` items of `ds`, stacked into one batch `(lr, condition, hr)`."
@@ -343,48 +382,105 @@ def val_batch(ds, n:int):
     return [torch.stack([it[j] for it in items]) for j in range(3)]
 
 # %% ../nbs/10_config.ipynb #985d799e
+def load_init(cfg:TrainConfig, where:str='config'):
+    "The `SRModel` named by `cfg.init` ('x2', 'x4', 'x8': the packaged model), checked against the stage and scale."
+    from sr3xct.models import load_model
+    packaged = cfg.init in ('x2', 'x4', 'x8')
+    if packaged and int(cfg.init[1:]) != cfg.data.scale:
+        raise InputError(f"{where}: init {cfg.init} is not data.scale {cfg.data.scale}")
+    m = load_model(None if packaged else cfg.init, cfg.data.scale)
+    need = m.predictor if cfg.stage == 'predictor' else m.diffusion
+    if need is None: raise InputError(cfg.init, f"has no {'predictor' if cfg.stage == 'predictor' else 'diffusion'} network to fine-tune (init in {where})")
+    return m
+
+def _from_init(cfg:TrainConfig, m, where:str):
+    "Trained network, diffusion and base of a run that fine-tunes the model `m` (its architecture wins over the config's)."
+    from sr3xct.diffusion import GaussianDiffusion, ImportanceSampler
+    if cfg.stage == 'predictor': return m.predictor.train().requires_grad_(True), None, None
+    d, net = m.diffusion, m.diffusion.model.train().requires_grad_(True)
+    ts = ImportanceSampler(d.n_timestep) if cfg.diffusion.importance_sampling else None
+    diffusion = GaussianDiffusion(net, timestep_sampler=ts, **d.config)
+    base = load_base(cfg.diffusion.base, where) if cfg.diffusion.base else m.predictor
+    return net, diffusion, base
+
+def build_model(cfg:TrainConfig, where:str='config') -> tuple:
+    "`(net, loss_module, diffusion, base)`: the trained network, the loss the `Trainer` calls, and for the refiner its diffusion and frozen predictor."
+    from sr3xct.predictor import PredictorLoss
+    from sr3xct.train import DiffusionLoss
+    if cfg.init:
+        net, diffusion, base = _from_init(cfg, load_init(cfg, where), where)
+        if diffusion is None: return net, PredictorLoss(net, build_loss(cfg.loss, where)), None, None
+        return net, DiffusionLoss(diffusion, build_loss(cfg.loss, where), base), diffusion, base
+    if cfg.stage == 'predictor':
+        net = build_predictor(cfg, where)
+        return net, PredictorLoss(net, build_loss(cfg.loss, where)), None, None
+    base = load_base(cfg.diffusion.base, where) if cfg.diffusion.base else None
+    if base is not None and base.config['scale'] != cfg.data.scale:
+        raise InputError(cfg.diffusion.base, f"predictor of scale {base.config['scale']}, but data.scale is {cfg.data.scale} in {where}")
+    diffusion = build_diffusion(cfg, where)
+    return diffusion.model, DiffusionLoss(diffusion, build_loss(cfg.loss, where), base), diffusion, base
+
+def constructors(cfg:TrainConfig, net, diffusion=None, base=None) -> dict:
+    "What rebuilds the trained objects, saved beside the weights in every checkpoint."
+    if diffusion is None: return {'predictor': dict(net.config), 'scale': cfg.data.scale}
+    out = {'unet': dict(net.config), 'diffusion': dict(diffusion.config), 'scale': cfg.data.scale, 'sampling': {'start': cfg.val.start}}
+    if base is not None: out['base'] = {'predictor': dict(base.config), 'weights': base.state_dict()}
+    return out
+
 def build_trainer(cfg:TrainConfig, resume:str|None=None, # None, 'auto' (newest valid checkpoint in the run) or a path
                   where:str='config', # the config's name, for error messages
                   extra_cbs=()):
     "Everything a run needs, from a typed config: model, data, optimizer, schedule, callbacks, DDP, resumed state."
     from sr3xct import train as T
-    rank, world, local = T.init_distributed()
+    from sr3xct.runtime import init_distributed, Precision, set_threads
+    rank, world, local = init_distributed()
     t = cfg.train
-    if cfg.model.image_size != cfg.data.patch: raise InputError(f"{where}: model.image_size ({cfg.model.image_size}) must equal data.patch ({cfg.data.patch})")
+    if cfg.stage == 'diffusion' and not cfg.init and cfg.model.image_size != cfg.data.patch:
+        raise InputError(f"{where}: model.image_size ({cfg.model.image_size}) must equal data.patch ({cfg.data.patch})")
     device = pick_device(t.device, local)
-    if t.threads and device.type == 'cpu': torch.set_num_threads(t.threads)
-    precision = T.Precision(t.precision, device)
-    run_dir = cfg.run_dir
-    found = _read_resume(resume, run_dir) if resume else None   # read (and check) before anything is written
+    if device.type == 'cpu': set_threads(t.threads)   # null: the cores this process may use
+    precision = Precision(t.precision, device)
+    found = _read_resume(resume, cfg.run_dir) if resume else None   # read (and check) before anything is written
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    diffusion = build_diffusion(cfg, where).to(device)
-    net = diffusion.model
-    if found: _check_fits(net, *found)
+    net, loss_module, diffusion, base = build_model(cfg, where)
+    net.to(device); loss_module.to(device)
+    if found:   # another architecture fails here, before anything is written (`_resume` loads everything later)
+        from sr3xct.checkpoint import load_weights
+        load_weights(net, found[1]['model'], found[0], 'does not fit the configured model')
     if t.compile: net.compile()
     torch.manual_seed(cfg.seed + 1000 * rank); np.random.seed(cfg.seed + rank); random.seed(cfg.seed + rank)
     loader = T.make_loader(build_dataset(cfg.data, cfg.seed, where=where), cfg.data.batch_size, cfg.seed, rank, world,
                            cfg.data.num_workers)
     opt = torch.optim.Adam(net.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
     sched = T.make_scheduler(opt, t.n_iter, t.warmup, t.eta_min_ratio)
-    loss_module = T.DiffusionLoss(diffusion)
     if world > 1:
         loss_module = torch.nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[device.index] if device.type == 'cuda' else None, broadcast_buffers=False)
     ema = T.EMA(net, t.ema_decay, t.ema_power)
-    cbs = build_callbacks(cfg, diffusion, ema, precision, rank, world, where)
+    extra = {'config': _plain(to_dict(cfg)), 'constructors': constructors(cfg, net, diffusion, base)}
+    cbs = build_callbacks(cfg, net, diffusion, base, ema, precision, extra, rank, world, where)
     gen = torch.Generator(device).manual_seed(cfg.seed * 7919 + rank)
     trainer = T.Trainer(net, loss_module, opt, sched, loader, t.n_iter, cbs + list(extra_cbs), precision, gen, device)
+    trainer.notes = _data_notes(cfg)
     if found: _resume(trainer, *found)
     return trainer
 
-def build_callbacks(cfg:TrainConfig, diffusion, ema, precision, rank:int=0, world:int=1, where:str='config') -> list:
+def _data_notes(cfg:TrainConfig) -> list[str]:
+    "What the log should say about where validation data comes from."
+    d = cfg.data
+    if d.source in ('volumes', 'sandstone') and not d.val_paths and d.val_fraction > 0:
+        return [f'validation: the last {d.val_fraction:.0%} of the z slices of each training volume, held out of training '
+                '(set data.val_paths to validate on other volumes)']
+    return []
+
+def build_callbacks(cfg:TrainConfig, net, diffusion, base, ema, precision, extra:dict, rank:int=0, world:int=1,
+                    where:str='config') -> list:
     "The loop's extras for `cfg`: clipping, NaN guard, EMA, checkpoints, importance sync; on rank 0 logging, validation, progress."
     from sr3xct import train as T
     t, run_dir = cfg.train, cfg.run_dir
     cbs = [T.GradClip(t.grad_clip), T.NaNGuard(t.nan_patience, check_loss=world == 1), T.EMACallback(ema),
-           T.Checkpointer(run_dir / 'checkpoints', cfg.log.save_freq, cfg.log.keep_last,
-                          extra={'config': _plain(to_dict(cfg))}, rank=rank, world_size=world)]
-    if diffusion.timestep_sampler is not None: cbs.append(T.ImportanceSync(diffusion.timestep_sampler, world))
+           T.Checkpointer(run_dir / 'checkpoints', cfg.log.save_freq, cfg.log.keep_last, extra=extra, rank=rank, world_size=world)]
+    if diffusion is not None and diffusion.timestep_sampler is not None: cbs.append(T.ImportanceSync(diffusion.timestep_sampler, world))
     if rank != 0: return cbs
     val = None
     if cfg.log.val_freq > 0 and cfg.val.n_images > 0:   # read the validation data before anything is written
@@ -392,7 +488,7 @@ def build_callbacks(cfg:TrainConfig, diffusion, ema, precision, rank:int=0, worl
     writers = [T.JSONLWriter(run_dir / 'log.jsonl')] + ([T.TensorBoardWriter(run_dir / 'tb')] if cfg.log.tensorboard else [])
     cbs.append(T.Logger(writers, cfg.log.print_freq, world))
     if val is not None: cbs.append(T.Validator(diffusion, val, cfg.log.val_freq, run_dir / 'val', ema, cfg.val.steps,
-                                               cfg.val.sampler, cfg.val.seed, writers, precision))
+                                               cfg.val.sampler, cfg.val.seed, writers, precision, base=base, start=cfg.val.start))
     if cfg.log.progress: cbs.append(T.ProgressBar())
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / 'config.yaml').write_text(yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False))
@@ -405,15 +501,7 @@ def _read_resume(resume:str, run_dir:Path):
     if resume == 'auto': return find_resume(run_dir / 'checkpoints')
     return Path(resume), load_checkpoint(resume)
 
-def _check_fits(net, path:Path, ck:dict):
-    "`InputError` naming `path` when its weights do not fit `net` (another architecture)."
-    try: net.load_state_dict(ck['model'])   # loaded again, with everything else, by `Trainer.load_state_dict`
-    except RuntimeError as e:
-        lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-        raise InputError(f"{path}: does not fit the configured model ({lines[1] if len(lines) > 1 else lines[0]})"[:400]) from None
-
 def _resume(trainer, path:Path, ck:dict):
     "Load a checkpoint read by `_read_resume` into `trainer`."
     trainer.load_state_dict(ck); trainer.resumed_from = path
     return trainer
-

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SANDSTONE', 'PHASES', 'IMAGE_SUFFIXES', 'degrade', 'upsample', 'make_pair', 'sandstone', 'synthetic_soil',
-           'default_scaling', 'VolumePatchDataset', 'prepare', 'read_image', 'PairedFolderDataset']
+           'default_scaling', 'holdout_slices', 'VolumePatchDataset', 'prepare', 'read_image', 'PairedFolderDataset']
 
 # %% ../nbs/01_data.ipynb #6e422d01
 import json, math, shutil
@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 from scipy import ndimage
 from PIL import Image
 from fastcore.basics import patch
-from .io import (InputError, IntensityScaling, VolumeMeta, read_volume, check_dtype, check_finite,
+from .errors import InputError
+from .io import (IntensityScaling, VolumeMeta, read_volume, check_dtype, check_finite,
                        check_patch_size)
 
 # %% ../nbs/01_data.ipynb #aa744250
@@ -244,9 +245,23 @@ def _cut(v:np.ndarray, p:int, axis:int, s:int, y:int, x:int) -> np.ndarray:
     if axis == 1: return v[y:y + p, s, x:x + p]
     return v[y:y + p, x:x + p, s]
 
-def _item_rng(seed:int, index:int) -> np.random.Generator:
-    "The generator of item `index`: independent streams for each (seed, index)."
-    return np.random.default_rng([int(seed) & (2**63 - 1), int(index)])
+def _item_rng(seed:int, index:int, epoch:int=0) -> np.random.Generator:
+    "The generator of item `index` in `epoch`: independent streams for each (seed, index, epoch)."
+    return np.random.default_rng([int(seed) & (2**63 - 1), int(index), int(epoch)])
+
+def holdout_slices(n:int, # slices of the volume
+                   fraction:float, # the share held out at the end (0: none)
+                  ) -> int:
+    "How many z slices at the end of a volume of `n` are held out: `round(n * fraction)`, at least 1 when `fraction > 0`."
+    if not 0 <= fraction < 1: raise InputError('holdout', f'must be in [0, 1), got {fraction!r}')
+    return 0 if fraction == 0 else max(1, round(n * fraction))
+
+def _holdout(v:np.ndarray, fraction:float, split:str, name:str) -> np.ndarray:
+    "The z slices of `v` that `split` may draw from: train the first ones, val/test the held-out last ones (a view)."
+    k = holdout_slices(len(v), fraction)
+    if k == 0: return v
+    if k >= len(v): raise InputError(name, f'{len(v)} slices are too few to hold out {fraction:.0%} and train on the rest')
+    return v[:len(v) - k] if split == 'train' else v[len(v) - k:]
 
 def _torch_generator(rng:np.random.Generator) -> torch.Generator:
     "A CPU `torch.Generator` seeded from `rng`."
@@ -268,6 +283,7 @@ class VolumePatchDataset(Dataset):
                  scaling=None, # None (`default_scaling`), 'dtype', 'percentiles', an IntensityScaling or one per volume
                  augment=None, # `augment(lr, condition, hr, generator)`, applied on the train split only
                  split:str='train', # 'train', 'val' or 'test'
+                 holdout:float=0.0, # the last fraction of z slices of every volume: never drawn by 'train', only by 'val'/'test'
                 ):
         self.scale, self.patch = _check_scale(scale), int(patch)
         if self.patch < 1 or self.patch % self.scale:
@@ -276,9 +292,12 @@ class VolumePatchDataset(Dataset):
         if not self.axes or any(a not in (0, 1, 2) for a in self.axes): raise InputError('axes', f'must be 0, 1 or 2, got {axes!r}')
         if int(length) < 1: raise InputError('length', f'must be >= 1, got {length!r}')
         self.volumes, self.names = _volumes(volumes)
+        self.holdout, split = float(holdout), _check_split(split)
+        self.volumes = [_holdout(v, self.holdout, split, n) for v, n in zip(self.volumes, self.names)]   # views: memory maps stay lazy
         for v, n in zip(self.volumes, self.names): check_patch_size(v.shape, self.patch, n, self.axes)
         self.scalings = _scalings(scaling, self.volumes, self.names)
         self.length, self.seed, self.augment, self.split = int(length), int(seed), augment, _check_split(split)
+        self.epoch = 0   # items are drawn anew each epoch (`set_epoch`), reproducibly from (seed, index, epoch)
         p = self.patch
         self._cands = [(vi, a) for vi in range(len(self.volumes)) for a in self.axes]
         counts = []
@@ -288,6 +307,7 @@ class VolumePatchDataset(Dataset):
         self._p = np.asarray(counts, np.float64) / sum(counts)
 
     def __len__(self): return self.length
+    def set_epoch(self, epoch:int): self.epoch = int(epoch)
     def __repr__(self):
         return (f'{type(self).__name__}({len(self.volumes)} volume(s), patch={self.patch}, scale={self.scale}, '
                 f'axes={self.axes}, length={self.length}, seed={self.seed}, split={self.split!r})')
@@ -301,7 +321,7 @@ def _index(ds, i:int) -> int:
 
 def _draw(self:VolumePatchDataset, i:int) -> tuple[dict, np.random.Generator]:
     "Patch position of item `i` and the generator it came from (which then seeds the augmentation)."
-    rng = _item_rng(self.seed, _index(self, i))
+    rng = _item_rng(self.seed, _index(self, i), self.epoch if self.split == 'train' else 0)
     vi, axis = self._cands[int(rng.choice(len(self._cands), p=self._p))]
     n, h, w = _plane_shape(self.volumes[vi].shape, axis)
     pos = dict(volume=vi, axis=axis, slice=int(rng.integers(n)), y=int(rng.integers(h - self.patch + 1)),

@@ -10,8 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import nn, Tensor
 from fastcore.basics import patch
-from .io import InputError
-from .losses import SR3XCTLoss
+from .errors import InputError
 
 # %% auto #0
 __all__ = ['SAMPLERS', 'make_schedule', 'GaussianDiffusion', 'ImportanceSampler', 'respace', 'sample']
@@ -43,13 +42,11 @@ class GaussianDiffusion(nn.Module):
                  n_timestep:int=2000, # number of diffusion steps T
                  linear_start:float=1e-6, # first beta (linear)
                  linear_end:float=1e-2, # last beta (linear)
-                 loss:nn.Module|None=None, # `SR3XCTLoss`-like; default `SR3XCTLoss()`
                  timestep_sampler=None, # `ImportanceSampler` or None (uniform steps)
                  residual:bool=False, # diffuse `hr - condition` (the detail bicubic misses) instead of `hr`
                  residual_scale:float=1.0): # with `residual`: diffuse `(hr - condition) / residual_scale`
         super().__init__()
-        if loss is None: loss = SR3XCTLoss()
-        self.model, self.loss, self.timestep_sampler = model, loss, timestep_sampler
+        self.model, self.timestep_sampler = model, timestep_sampler
         self.config = dict(schedule=schedule, n_timestep=int(n_timestep), linear_start=linear_start, linear_end=linear_end,
                            residual=bool(residual), residual_scale=float(residual_scale))
         if not residual_scale > 0: raise InputError('residual_scale', f'must be > 0, got {residual_scale!r}')
@@ -118,7 +115,8 @@ def draw_noise_level(self:GaussianDiffusion, batch:int, # number of samples
 # %% ../nbs/06_diffusion.ipynb #4c3cfc0c
 @patch
 def p_losses(self:GaussianDiffusion, hr:Tensor, # clean HR images (B, 1, H, W) in [-1, 1]
-             condition:Tensor, # bicubic-upsampled LR (B, 1, H, W)
+             condition:Tensor, # the condition (B, 1, H, W): bicubic-upsampled LR, or the predictor's estimate
+             loss:nn.Module, # `SR3XCTLoss`-like: `loss(noise, noise_pred, x0_pred, hr, weights) -> (total, parts)`
              generator:torch.Generator|None=None # RNG for noise levels and noise
             ) -> tuple[Tensor, dict]: # the loss and its named (detached) parts
     "The SR3 training loss of a batch: `loss(noise, noise_pred, x0_pred, hr, weights)`."
@@ -127,11 +125,10 @@ def p_losses(self:GaussianDiffusion, hr:Tensor, # clean HR images (B, 1, H, W) i
     x_t = self.q_sample(self.to_diffused(hr, condition), gamma, noise)
     noise_pred = self.eps(condition, x_t, gamma)
     x0_pred = self.to_image(self.predict_x0(x_t, gamma, noise_pred), condition)
-    loss, parts = self.loss(noise, noise_pred, x0_pred, hr, None if self.timestep_sampler is None else w)
+    total, parts = loss(noise, noise_pred, x0_pred, hr, None if self.timestep_sampler is None else w)
     if self.timestep_sampler is not None:
         self.timestep_sampler.update(t.detach(), (noise - noise_pred).detach().float().abs().mean(dim=tuple(range(1, hr.ndim))))
-    return loss, parts
-GaussianDiffusion.forward = GaussianDiffusion.p_losses
+    return total, parts
 
 # %% ../nbs/06_diffusion.ipynb #190898b6
 class ImportanceSampler:
@@ -248,6 +245,7 @@ def _sample_one(d, condition, ts, sampler, eta, generator, callback, clip):
     "One sample path over the steps `ts` (descending)."
     ab = d.alpha_bar64
     x = _rand(condition.shape, generator, condition.device, 'randn').to(condition.dtype)
+    if ts[0] < d.n_timestep - 1: x = math.sqrt(1 - float(ab[ts[0]])) * x   # a truncated start: x_t of a zero-mean x0
     x0_prev, h_prev = None, None
     for i, t in enumerate(ts):
         a_t = float(ab[t]); a_s = float(ab[ts[i + 1]]) if i + 1 < len(ts) else 1.0
@@ -282,14 +280,17 @@ def sample(diffusion:GaussianDiffusion, # the diffusion with its (eval-mode) net
            callback=None, # `callback(step:int, x0:Tensor)` sees each step's x0 estimate
            n_samples:int=1, # samples per input; > 1 returns their mean and per-pixel std
            clip:bool=True, # clip each x0 estimate to [-1, 1]
-           spacing:str='logsnr' # step spacing for `respace`
+           spacing:str='logsnr', # step spacing for `respace`
+           start:float=1.0, # where in the schedule to start: 1 = pure noise; < 1 (residual diffusion) = noise of that level
           ) -> Tensor|tuple[Tensor, Tensor]: # SR (B, 1, H, W), or (mean, std) when n_samples > 1
     "Super-resolve `condition`: one sample, or the mean and standard deviation of `n_samples`."
     if sampler not in SAMPLERS: raise InputError('sampler', f'unknown sampler {sampler!r}; expected one of {SAMPLERS}')
     if condition.ndim != 4: raise InputError('condition', f'expected (B, C, H, W), got shape {tuple(condition.shape)}')
     if eta < 0: raise InputError('eta', f'must be >= 0, got {eta}')
     if int(n_samples) != n_samples or n_samples < 1: raise InputError('n_samples', f'must be an integer >= 1, got {n_samples!r}')
-    ts = respace(diffusion.n_timestep, steps, diffusion.alpha_bar64, spacing)
+    if not 0 < start <= 1: raise InputError('start', f'must be in (0, 1], got {start!r}')
+    top = int(round(start * (diffusion.n_timestep - 1))) + 1
+    ts = respace(top, steps, diffusion.alpha_bar64[:top], spacing)
     outs = [_sample_one(diffusion, condition, ts, sampler, eta, generator, callback, clip) for _ in range(int(n_samples))]
     if n_samples == 1: return outs[0]
     s = torch.stack(outs)

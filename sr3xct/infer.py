@@ -4,26 +4,25 @@
 
 # %% ../nbs/08_infer.ipynb #bef4e827
 from __future__ import annotations
-import hashlib, inspect, json, math, os
-from dataclasses import replace
+import hashlib, inspect, json, math, os, sys
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torch.distributed as dist
 import tifffile
 from torch import Tensor
-from .io import InputError, VolumeMeta, IntensityScaling, open_volume, _imagej_kwargs, _to_meta_dtype, _check_target, _write_shape
+from .errors import InputError
+from .io import VolumeMeta, IntensityScaling, open_volume, _imagej_kwargs, _to_meta_dtype, _check_target, _write_shape
 from .data import degrade, upsample, default_scaling
 from .unet import UNet
-from .losses import SR3XCTLoss
 from .diffusion import GaussianDiffusion, sample, SAMPLERS
-from .checkpoint import load_checkpoint
-from .train import Precision
+from .checkpoint import load_checkpoint, load_weights
+from .runtime import Precision, rank_world, barrier
 
 # %% auto #0
-__all__ = ['tile_starts', 'blend_window', 'tiled_apply', 'super_resolve', 'load_diffusion', 'ResumableWriter',
-           'super_resolve_volume']
+__all__ = ['MODES', 'tile_starts', 'blend_window', 'tiled_apply', 'SRModel', 'as_model', 'check_mode', 'predict', 'TiledDenoiser',
+           'super_resolve', 'load_diffusion', 'ResumableWriter', 'super_resolve_volume']
 
 # %% ../nbs/08_infer.ipynb #2a983ead
 def tile_starts(n:int, # image size along one axis
@@ -87,30 +86,121 @@ def _check_sampling(steps, sampler, eta, n_samples):
 def _device_of(diffusion:GaussianDiffusion) -> torch.device:
     return next(diffusion.model.parameters()).device
 
-def super_resolve(diffusion:GaussianDiffusion, # the diffusion with its (eval-mode) network
+
+# %% ../nbs/08_infer.ipynb #6f6c5203
+MODES = ('fidelity', 'realism', 'mean')   # what `super_resolve` returns: P(LR); one refined sample; mean and std of K
+
+@dataclass
+class SRModel:
+    "What super-resolution needs: the predictor P(LR) (`fidelity`), the diffusion that refines it (`realism`), the scale."
+    scale:int|None = None # the factor the networks were trained for (None: unknown, e.g. a bare diffusion)
+    predictor:torch.nn.Module|None = None # P(LR) -> HR estimate; None: the diffusion refines bicubic
+    diffusion:GaussianDiffusion|None = None # residual diffusion conditioned on P(LR) (or bicubic)
+    info:dict = field(default_factory=dict) # where it came from (path, format, weights)
+    start:float = 1.0 # where the refiner's sampler starts (1: pure noise; predict-and-refine models record theirs)
+
+    @property
+    def modes(self) -> tuple: return tuple(m for m in MODES if (self.predictor if m == 'fidelity' else self.diffusion) is not None)
+    @property
+    def device(self) -> torch.device: return next((self.predictor or self.diffusion.model).parameters()).device
+    def default_mode(self, n_samples:int=1) -> str: return 'fidelity' if self.predictor is not None and n_samples == 1 else 'realism' if n_samples == 1 else 'mean'
+
+def as_model(model) -> SRModel:
+    "An `SRModel`; a bare `GaussianDiffusion` becomes one that refines bicubic."
+    if isinstance(model, SRModel): return model
+    if isinstance(model, GaussianDiffusion): return SRModel(diffusion=model)
+    raise InputError('model', f'expected an SRModel or a GaussianDiffusion, got {type(model).__name__}')
+
+def check_mode(model:SRModel, mode:str, n_samples:int=1) -> str:
+    "`mode` checked against what `model` has (None: its default)."
+    mode = mode or model.default_mode(n_samples)
+    if mode not in MODES: raise InputError('mode', f'unknown mode {mode!r}; expected one of {MODES}')
+    if mode not in model.modes: raise InputError('mode', f"{mode!r} needs {'a predictor' if mode == 'fidelity' else 'a diffusion model'}; this model offers {model.modes}")
+    if mode == 'mean' and n_samples < 2: raise InputError('n_samples', f"mode 'mean' needs at least 2 samples, got {n_samples}")
+    return mode
+
+# %% ../nbs/08_infer.ipynb #20ca9e93
+def _ramp(n:int, # tile length (HR pixels)
+          overlap:int, # overlap with the neighbour (HR pixels)
+          first:bool, last:bool, # the tile starts / ends at the image border: no ramp on that side
+         ) -> Tensor:
+    "1D blend weights: 0 over the outer half of each overlap (the network's border effects), a raised cosine over the inner half."
+    r = torch.ones(n, dtype=torch.float64)
+    h = min(overlap, n) // 2
+    if h > 0:
+        ramp = torch.cat([torch.zeros(h, dtype=torch.float64), 0.5 - 0.5 * torch.cos(math.pi * (torch.arange(h, dtype=torch.float64) + 0.5) / h)])
+        k = len(ramp)
+        if not first: r[:k] = ramp[:n]
+        if not last: r[n - k:] = torch.minimum(r[n - k:], ramp.flip(0)[-n:] if n < k else ramp.flip(0))
+    return r.float()
+
+def predict(predictor:torch.nn.Module, # a `sr3xct.predictor.Predictor` (eval mode)
+            lr:Tensor, # LR images (B, 1, h, w) in [-1, 1], any size
+            tile:int=256, # LR tile size: images up to this size go through in one pass
+            overlap:int=48, # LR pixels shared by neighbouring tiles (the outer half of it is discarded)
+           ) -> Tensor: # P(lr) (B, 1, h*scale, w*scale)
+    "The predictor on LR images of any size: one pass, or overlapping LR tiles blended at HR (memory of one tile)."
+    s = predictor.config['scale']
+    B, _, h, w = lr.shape
+    if h <= tile and w <= tile: return predictor(lr)
+    _check_tiling(tile, overlap, 1)
+    out = lr.new_zeros(B, 1, h * s, w * s, dtype=torch.float32); wsum = torch.zeros_like(out)
+    for y in tile_starts(h, tile, overlap):
+        for x in tile_starts(w, tile, overlap):
+            t = lr[..., y:y + tile, x:x + tile]
+            (th, tw), (H, W) = t.shape[-2:], (t.shape[-2] * s, t.shape[-1] * s)
+            wt = (_ramp(H, overlap * s, y == 0, y + th >= h)[:, None] * _ramp(W, overlap * s, x == 0, x + tw >= w)[None]).to(out.device)
+            out[..., y * s:y * s + H, x * s:x * s + W] += wt * predictor(t).float()
+            wsum[..., y * s:y * s + H, x * s:x * s + W] += wt
+    return out / wsum
+
+# %% ../nbs/08_infer.ipynb #45fbc28f
+class TiledDenoiser:
+    "A `GaussianDiffusion` stand-in for the samplers whose `eps` runs the network on blended overlapping tiles."
+    def __init__(self, diffusion:GaussianDiffusion, tile:int, overlap:int=32, batch_size:int=4):
+        _check_tiling(tile, overlap, batch_size)
+        self.diffusion, self.tile, self.overlap, self.batch_size = diffusion, int(tile), int(overlap), int(batch_size)
+        self.n_timestep, self.alpha_bar64 = diffusion.n_timestep, diffusion.alpha_bar64
+        self.to_image, self.to_diffused = diffusion.to_image, diffusion.to_diffused
+
+    def eps(self, condition:Tensor, x_t:Tensor, gamma:Tensor) -> Tensor:
+        "The blended noise prediction for the whole images (one noise level for all of them)."
+        g = gamma.reshape(-1)[:1]
+        fn = lambda tiles: self.diffusion.eps(tiles[:, :1], tiles[:, 1:], g.expand(len(tiles)).reshape(-1, 1))
+        return tiled_apply(fn, torch.cat([condition, x_t], 1), self.tile, self.overlap, self.batch_size).to(x_t.dtype)
+
+# %% ../nbs/08_infer.ipynb #2704ee35
+def super_resolve(model, # an `SRModel` (or a bare `GaussianDiffusion`: refines bicubic)
                   lr:Tensor, # LR images (B, 1, h, w) in [-1, 1]
                   scale:int, # in-plane factor (2, 4, 8)
-                  tile:int|None=None, # HR tile size; default the network's `image_size`
+                  tile:int|None=None, # HR tile size for the diffusion; default the network's `image_size`
                   overlap:int=32, # HR pixels blended between tiles
                   batch_size:int=4, # tiles per network call
                   steps:int=20, # sampling steps
-                  sampler:str='ddim', # 'ddim', 'ddpm' or 'dpm++2m'
+                  sampler:str='ddim', # one of `SAMPLERS`
                   eta:float=0.0, # DDIM noise
-                  n_samples:int=1, # > 1: return (mean, std) of that many samples
+                  n_samples:int=1, # samples for mode 'mean' (mean and std)
                   generator:torch.Generator|None=None, # RNG on the network's device
                   precision:str='auto', # 'fp32', 'bf16', 'fp16' (CUDA) autocast, or 'auto' (bf16 where native)
-                 ) -> Tensor|tuple[Tensor, Tensor]: # SR (B, 1, h*scale, w*scale), or (mean, std)
-    "Super-resolve LR images of any size by overlapping, blended tiles of the training size."
+                  mode:str|None=None, # 'fidelity', 'realism' or 'mean' (None: fidelity when there is a predictor)
+                  start:float|None=None, # where sampling starts in the schedule (None: the model's `start`)
+                 ) -> Tensor|tuple[Tensor, Tensor]: # SR (B, 1, h*scale, w*scale) in [-1, 1], or (mean, std)
+    "Super-resolve LR images of any size: the predictor's estimate, or samples of the refining diffusion (whole-slice)."
+    model = as_model(model)
+    mode = check_mode(model, mode, n_samples)
     _check_sampling(steps, sampler, eta, n_samples)
-    dev = _device_of(diffusion)
-    tile = tile or diffusion.model.config['image_size']
-    cond = upsample(lr.to(dev).float(), scale)
-    def fn(c):
-        with Precision(precision, dev).autocast():
-            out = sample(diffusion, c, steps=steps, sampler=sampler, eta=eta, generator=generator, n_samples=n_samples)
-        return torch.cat(out, 1) if n_samples > 1 else out
-    with torch.no_grad(): out = tiled_apply(fn, cond, tile, min(overlap, tile // 2), batch_size).clamp_(-1, 1)
-    return (out[:, :1], out[:, 1:]) if n_samples > 1 else out
+    if model.scale is not None and int(scale) != model.scale: raise InputError('scale', f'the model is for x{model.scale}, got {scale}')
+    dev = model.device
+    lr = lr.to(dev).float()
+    with torch.no_grad(), Precision(precision, dev).autocast():
+        cond = upsample(lr, scale) if model.predictor is None else predict(model.predictor, lr).clamp(-1, 1)
+        if mode == 'fidelity': return cond.float()
+        tile = tile or model.diffusion.model.config['image_size']
+        den = TiledDenoiser(model.diffusion, tile, min(overlap, tile // 2), batch_size)
+        out = sample(den, cond, steps=steps, sampler=sampler, eta=eta, generator=generator, n_samples=n_samples if mode == 'mean' else 1,
+                     start=model.start if start is None else start)
+    if mode == 'mean': return out[0].float().clamp(-1, 1), out[1].float()
+    return out.float().clamp(-1, 1)
 
 # %% ../nbs/08_infer.ipynb #e17f16c9
 _SCHEDULE_KEYS = ('schedule', 'n_timestep', 'linear_start', 'linear_end', 'residual', 'residual_scale')
@@ -148,13 +238,10 @@ def load_diffusion(checkpoint, # an sr3xct checkpoint or an SR3 reference pair (
     try: net = UNet(**args)
     except (InputError, TypeError) as e: raise InputError(path, f'cannot build its UNet: {e}') from None
     weights = 'ema' if use_ema and ck.get('ema') else 'model'
-    try: net.load_state_dict(ck[weights])
-    except RuntimeError as e:
-        lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-        raise InputError(path, f'weights do not fit the model (another architecture?): {lines[1] if len(lines) > 1 else lines[0]}'[:400]) from None
+    load_weights(net, ck[weights], path)
     sched = {k: v for k, v in {**(ck_sched or {}), **(schedule or {})}.items() if k in _SCHEDULE_KEYS}
     if torch.device(device).type == 'cpu': net = net.to(memory_format=torch.channels_last)   # faster convolutions on CPU
-    d = GaussianDiffusion(net, loss=SR3XCTLoss(w_perceptual=0), **sched).to(device).eval()
+    d = GaussianDiffusion(net, **sched).to(device).eval()
     return d, dict(scale=ck_scale if scale is None else int(scale), image_size=net.config['image_size'],
                    format=ck['format'], path=str(path), weights=weights)
 
@@ -242,13 +329,6 @@ class ResumableWriter:
         return self.path
 
 # %% ../nbs/08_infer.ipynb #01cf4fb1
-def _dist() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-def _barrier():
-    if _dist()[1] > 1: dist.barrier()
-
 def _slice_seed(seed:int, index:int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
@@ -273,80 +353,106 @@ def _check_paths(inp:Path, out:Path, std:Path|None, overwrite:bool):
         _check_target(p, overwrite)
     if std is not None and std.resolve() == out.resolve(): raise InputError(std, 'is the same file as the output')
 
-def super_resolve_volume(diffusion:GaussianDiffusion, # the diffusion with its network (on the device to use)
+def _model_digest(model:SRModel) -> str:
+    return '+'.join(_weights_digest(m) if m is not None else '-' for m in (model.predictor, model.diffusion and model.diffusion.model))
+
+def _plan(model:SRModel, reader, inp:Path, scale:int, axis:int, tile:int, overlap:int, batch_size:int, simulate_lr:bool, opts:dict) -> dict:
+    "Output shape, slice groups and the job fingerprint of a volume job."
+    lr_shape = reader.shape
+    if simulate_lr:
+        if any(n % scale for j, n in enumerate(lr_shape) if j != axis):
+            raise InputError(inp, f'shape {lr_shape}: in-plane sizes must be multiples of scale {scale} for --simulate-lr')
+        lr_shape = tuple(n if j == axis else n // scale for j, n in enumerate(lr_shape))
+    shape = _out_shape(lr_shape, scale, axis)
+    plane = [m for j, m in enumerate(shape) if j != axis]
+    per_slice = len(tile_starts(max(plane[0], tile), tile, overlap)) * len(tile_starts(max(plane[1], tile), tile, overlap))
+    group = max(1, batch_size // per_slice)
+    st = inp.stat()
+    fp = dict(input=str(inp.resolve()), size=st.st_size, mtime=st.st_mtime_ns, weights=_model_digest(model),
+              schedule=model.diffusion.config if model.diffusion is not None else None, scale=scale, tile=tile,
+              overlap=overlap, batch_size=batch_size, simulate_lr=simulate_lr, device=model.device.type, **opts)
+    n = shape[axis]
+    return dict(shape=shape, groups=[list(range(z, min(z + group, n))) for z in range(0, n, group)], fingerprint=fp)
+
+def _writers(out:Path, std:Path|None, shape:tuple, meta:VolumeMeta, fp:dict, axis:int, scaling, overwrite:bool, rank:int, n_samples:int) -> list:
+    "The output writer (and the std writer), prepared on rank 0 and opened on every rank."
+    writers = [ResumableWriter(out, shape, meta, fp, axis, scaling, overwrite, rank)]
+    if std: writers.append(ResumableWriter(std, shape, replace(meta, dtype='float32', description=
+                               f'per-voxel standard deviation of {n_samples} SR samples (grey values)'), fp, axis, None, overwrite, rank))
+    if rank == 0:
+        for w in writers: w.prepare()       # create or reuse the partial files, before the other ranks open them
+    barrier()
+    for w in writers: w.open()
+    return writers
+
+def super_resolve_volume(model, # an `SRModel` (or a bare `GaussianDiffusion`), on the device to use
                          input, # LR volume: a TIFF (2D image or stack) or a folder of slice TIFFs
                          output, # SR (mean) volume to write (.tif)
                          scale:int, # in-plane factor
                          axis:int=0, # slices across this axis are super-resolved (0: the (Y, X) planes)
-                         tile:int|None=None, # HR tile size; default the network's `image_size`
+                         tile:int|None=None, # HR tile size of the diffusion; default the network's `image_size`
                          overlap:int=32, # HR pixels blended between tiles
                          batch_size:int=4, # tiles per network call (several slices when they are small)
                          steps:int=20, sampler:str='ddim', eta:float=0.0,
-                         n_samples:int=1, # > 1: write mean and standard deviation of that many samples
+                         n_samples:int=1, # mode 'mean': write mean and standard deviation of that many samples
                          std_output=None, # where the std goes (default: `{output stem}_std.tif`)
                          seed:int=0, # sampling seed (per slice group: rank-independent)
                          precision:str='auto', # 'fp32', 'bf16', 'fp16' (CUDA), or 'auto' (bf16 where native)
                          scaling:IntensityScaling|None=None, # grey values <-> [-1, 1]; default `sr3xct.data.default_scaling`
                          simulate_lr:bool=False, # the input is HR: degrade it by `scale` first
                          overwrite:bool=False, # replace existing outputs
-                         progress:bool=True, # tqdm bar (slices, ETA) on rank 0
-                        ) -> dict: # {'output': Path, 'std': Path|None, 'slices': n, 'computed': n computed by this call}
+                         progress:bool=True, # progress bar (slices, ETA) on rank 0
+                         mode:str|None=None, # 'fidelity', 'realism', 'mean' (None: the model's default for `n_samples`)
+                         start:float|None=None, # where sampling starts in the schedule (None: the model's `start`)
+                        ) -> dict: # {'output': Path, 'std': Path|None, 'slices': n, 'computed': n computed by this call, 'mode'}
     "Super-resolve a volume slice by slice, streaming from and to disk; resumable; split across torchrun ranks."
-    from tqdm.auto import tqdm
+    model = as_model(model)
+    mode = check_mode(model, mode, n_samples)
     _check_sampling(steps, sampler, eta, n_samples)
     inp, out = Path(input), Path(output)
-    std = (Path(std_output) if std_output else out.with_name(f'{out.stem}_std{out.suffix}')) if n_samples > 1 else None
+    std = (Path(std_output) if std_output else out.with_name(f'{out.stem}_std{out.suffix}')) if mode == 'mean' else None
     _check_paths(inp, out, std, overwrite)
     if axis not in (0, 1, 2): raise InputError('axis', f'must be 0, 1 or 2, got {axis!r}')
-    tile = int(tile or diffusion.model.config['image_size'])
+    tile = int(tile or (model.diffusion.model.config['image_size'] if model.diffusion is not None else 256))
     _check_tiling(tile, overlap, batch_size)
-    rank, world = _dist()
-    dev = _device_of(diffusion)
-    Precision(precision, dev)   # checks the precision for the device before anything is written
+    rank, world = rank_world()
+    Precision(precision, model.device)   # checks the precision for the device before anything is written
+    start = model.start if start is None else start
+    opts = dict(mode=mode, steps=steps, sampler=sampler, eta=eta, n_samples=n_samples, seed=seed, precision=precision, start=start)
     with open_volume(inp) as reader:
         if reader.meta.ndim == 2 and axis != 0: raise InputError(inp, f'a 2D image has only axis 0, got axis={axis}')
         scaling = scaling or default_scaling(reader)
-        lr_shape = reader.shape
-        if simulate_lr:
-            if any(n % scale for j, n in enumerate(lr_shape) if j != axis):
-                raise InputError(inp, f'shape {lr_shape}: in-plane sizes must be multiples of scale {scale} for --simulate-lr')
-            lr_shape = tuple(n if j == axis else n // scale for j, n in enumerate(lr_shape))
-        shape = _out_shape(lr_shape, scale, axis)
-        n = shape[axis]
-        plane = [m for j, m in enumerate(shape) if j != axis]
-        per_slice = len(tile_starts(max(plane[0], tile), tile, overlap)) * len(tile_starts(max(plane[1], tile), tile, overlap))
-        group = max(1, batch_size // per_slice)
-        st = inp.stat()
-        fp = dict(input=str(inp.resolve()), size=st.st_size, mtime=st.st_mtime_ns, weights=_weights_digest(diffusion.model),
-                  schedule=diffusion.config, scale=scale, tile=tile, overlap=overlap, batch_size=batch_size, steps=steps,
-                  sampler=sampler, eta=eta, n_samples=n_samples, seed=seed, precision=precision, simulate_lr=simulate_lr,
-                  scaling=scaling.to_dict(), device=dev.type)
-        meta = _out_meta(reader.meta, scale, axis)
-        writers = [ResumableWriter(out, shape, meta, fp, axis, scaling, overwrite, rank)]
-        if std: writers.append(ResumableWriter(std, shape, replace(meta, dtype='float32', description=
-                                   f'per-voxel standard deviation of {n_samples} SR samples (grey values)'), fp, axis, None, overwrite, rank))
-        if rank == 0:
-            for w in writers: w.prepare()       # create or reuse the partial files, before the other ranks open them
-        _barrier()
-        for w in writers: w.open()
-        done = set.intersection(*[w.done() for w in writers])
-        groups = [list(range(z, min(z + group, n))) for z in range(0, n, group)]
-        todo = [g for k, g in enumerate(groups) if k % world == rank and not set(g) <= done]
-        bar = tqdm(total=n, initial=len(done), unit='slice', desc=f'SR x{scale}', disable=not progress or rank != 0, dynamic_ncols=True)
-        computed = 0
-        for g in todo:
-            lr = torch.stack([torch.from_numpy(scaling.forward(reader.slice(z, axis))) for z in g])[:, None]
-            if simulate_lr: lr = degrade(lr, scale)
-            gen = torch.Generator(dev).manual_seed(_slice_seed(seed, g[0]))
-            res = super_resolve(diffusion, lr, scale, tile, overlap, batch_size, steps, sampler, eta, n_samples, gen, precision)
-            mean, sd = res if n_samples > 1 else (res, None)
-            writers[0].write({z: mean[i, 0].cpu().numpy() for i, z in enumerate(g)})
-            if std: writers[1].write({z: (sd[i, 0].cpu().numpy() * (scaling.high - scaling.low) / 2).astype(np.float32) for i, z in enumerate(g)})
-            computed += len(g)
-            if rank == 0: bar.update(len(set.intersection(*[w.done() for w in writers])) - bar.n)   # every rank's progress
-        bar.close()
-    _barrier()
+        plan = _plan(model, reader, inp, scale, axis, tile, overlap, batch_size, simulate_lr, {**opts, 'scaling': scaling.to_dict()})
+        meta = _out_meta(reader.meta, 1 if simulate_lr else scale, axis)   # simulated LR: the input is HR, its voxel size is the output's
+        writers = _writers(out, std, plan['shape'], meta, plan['fingerprint'], axis, scaling,
+                           overwrite, rank, n_samples)
+        computed = _run_slices(model, reader, writers, plan, scaling, scale, axis, tile, overlap, batch_size, simulate_lr,
+                               dict(steps=steps, sampler=sampler, eta=eta, n_samples=n_samples, precision=precision, mode=mode, start=start),
+                               seed, progress, rank, world)
+    barrier()
     if rank == 0:
         for w in writers: w.finish()
-    _barrier()
-    return {'output': out, 'std': std, 'slices': n, 'computed': computed}
+    barrier()
+    return {'output': out, 'std': std, 'slices': plan['shape'][axis], 'computed': computed, 'mode': mode}
+
+def _run_slices(model, reader, writers, plan, scaling, scale, axis, tile, overlap, batch_size, simulate_lr, kw, seed, progress, rank, world) -> int:
+    "The loop: this rank's slice groups not yet done, super-resolved and written; returns how many slices it computed."
+    from tqdm.auto import tqdm
+    n = plan['shape'][axis]
+    done = set.intersection(*[w.done() for w in writers])
+    todo = [g for k, g in enumerate(plan['groups']) if k % world == rank and not set(g) <= done]
+    bar = tqdm(total=n, initial=len(done), unit='slice', desc=f'SR x{scale}', disable=not progress or rank != 0, dynamic_ncols=True,
+               mininterval=1.0 if sys.stderr.isatty() else 30.0)
+    computed = 0
+    for g in todo:
+        lr = torch.stack([torch.from_numpy(scaling.forward(reader.slice(z, axis))) for z in g])[:, None]
+        if simulate_lr: lr = degrade(lr, scale)
+        gen = torch.Generator(model.device).manual_seed(_slice_seed(seed, g[0]))
+        res = super_resolve(model, lr, scale, tile, overlap, batch_size, generator=gen, **kw)
+        mean, sd = res if kw['mode'] == 'mean' else (res, None)
+        writers[0].write({z: mean[i, 0].cpu().numpy() for i, z in enumerate(g)})
+        if sd is not None: writers[1].write({z: (sd[i, 0].cpu().numpy() * (scaling.high - scaling.low) / 2).astype(np.float32) for i, z in enumerate(g)})
+        computed += len(g)
+        if rank == 0: bar.update(len(set.intersection(*[w.done() for w in writers])) - bar.n)   # every rank's progress
+    bar.close()
+    return computed

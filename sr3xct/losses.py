@@ -8,7 +8,7 @@ import logging, math, socket, warnings
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
-from .io import InputError
+from .errors import InputError
 
 # %% auto #0
 __all__ = ['VGG19_CFG', 'VGG19_URL', 'IMAGENET_MEAN', 'IMAGENET_STD', 'check_pair', 'gaussian_window', 'ssim_map', 'ssim',

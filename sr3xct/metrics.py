@@ -8,7 +8,7 @@ import math
 import numpy as np, torch, torch.nn.functional as F
 from scipy import ndimage, fft as sfft
 from skimage import measure, filters
-from .io import InputError
+from .errors import InputError
 from .losses import ssim_map
 
 # %% auto #0

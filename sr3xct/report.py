@@ -8,7 +8,8 @@ import json, math
 from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
-from .io import InputError, read_volume, atomic_path
+from .errors import InputError
+from .io import read_volume, atomic_path
 from .metrics import compare, to_markdown, pore_size_distribution, two_point_correlation, bicubic_upsample
 from .viz import show_images
 

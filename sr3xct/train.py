@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #450ebf58
 from __future__ import annotations
-import copy, json, math, os, random, re, time, warnings
+import copy, functools, json, math, os, random, re, time, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,15 +15,15 @@ from torch import nn, Tensor
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
-from .io import InputError
+from .errors import InputError
 from .checkpoint import load_checkpoint, save_checkpoint
 
 # %% auto #0
-__all__ = ['CKPT_RE', 'WarmupCosine', 'make_scheduler', 'set_schedule_iter', 'ema_decay', 'EMA', 'auto_precision', 'Precision',
-           'ResumableSampler', 'make_loader', 'rng_state', 'set_rng_state', 'CancelStep', 'TrainingDiverged',
-           'Callback', 'TrainState', 'DiffusionLoss', 'Trainer', 'GradClip', 'NaNGuard', 'EMACallback', 'JSONLWriter',
-           'TensorBoardWriter', 'Logger', 'ProgressBar', 'list_checkpoints', 'find_resume', 'Checkpointer', 'save_grid',
-           'Validator', 'init_distributed', 'close_distributed', 'ImportanceSync', 'average_checkpoints']
+__all__ = ['CKPT_RE', 'WarmupCosine', 'make_scheduler', 'set_schedule_iter', 'ema_decay', 'EMA', 'ResumableSampler',
+           'make_loader', 'rng_state', 'set_rng_state', 'CancelStep', 'TrainingDiverged', 'Callback', 'TrainState',
+           'DiffusionLoss', 'base_condition', 'schedule_change', 'Trainer', 'GradClip', 'NaNGuard', 'EMACallback',
+           'JSONLWriter', 'TensorBoardWriter', 'Logger', 'ProgressBar', 'list_checkpoints', 'find_resume',
+           'Checkpointer', 'save_grid', 'Validator', 'ImportanceSync', 'average_checkpoints']
 
 # %% ../nbs/07_train.ipynb #21c7d561
 class WarmupCosine:
@@ -89,43 +89,7 @@ class EMA:
         finally: model.load_state_dict(saved)
 
 # %% ../nbs/07_train.ipynb #46a414f9
-def _cpu_has_bf16() -> bool:
-    "True when the CPU computes bf16 natively (AVX-512 BF16 or AMX), read from /proc/cpuinfo (Linux)."
-    try: flags = Path('/proc/cpuinfo').read_text()
-    except OSError: return False
-    return ' avx512_bf16' in flags or ' amx_bf16' in flags
-
-def auto_precision(device:torch.device|str) -> str:
-    "'bf16' where the device computes it natively (CUDA with bf16, CPUs with AVX-512 BF16 or AMX), else 'fp32'."
-    d = torch.device(device)
-    if d.type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp32'
-    return 'bf16' if d.type == 'cpu' and _cpu_has_bf16() else 'fp32'
-
-class Precision:
-    "Autocast + (for fp16) gradient scaling for one device."
-    def __init__(self, kind:str='fp32', # fp32 | bf16 | fp16 | auto (`auto_precision`)
-                 device:torch.device|str='cpu'):
-        self.device = torch.device(device)
-        self.kind = kind = auto_precision(self.device) if kind == 'auto' else kind
-        if kind not in ('fp32', 'bf16', 'fp16'): raise InputError(f"precision: expected fp32, bf16, fp16 or auto, got {kind!r}")
-        if kind == 'fp16' and self.device.type != 'cuda':
-            raise InputError(f"precision: fp16 needs a CUDA device (got {self.device}); use bf16 on CPU")
-        self.scaler = torch.amp.GradScaler('cuda') if kind == 'fp16' else None
-    def autocast(self):
-        if self.kind == 'fp32': return nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16 if self.kind == 'bf16' else torch.float16)
-    def backward(self, loss:Tensor): (self.scaler.scale(loss) if self.scaler else loss).backward()
-    def unscale_(self, opt):
-        if self.scaler: self.scaler.unscale_(opt)
-    def step(self, opt):
-        if self.scaler: self.scaler.step(opt); self.scaler.update()
-        else: opt.step()
-    def cancel(self, opt):
-        "After a skipped step: let the scaler lower its scale when the skip came from overflowing gradients."
-        if self.scaler and self.scaler._per_optimizer_states[id(opt)].get('found_inf_per_device'): self.scaler.update()
-    def state_dict(self): return self.scaler.state_dict() if self.scaler else None
-    def load_state_dict(self, sd):
-        if self.scaler and sd: self.scaler.load_state_dict(sd)
+from .runtime import Precision, init_distributed, close_distributed, rank_world
 
 # %% ../nbs/07_train.ipynb #d275a5d9
 class ResumableSampler(DistributedSampler):
@@ -194,12 +158,34 @@ class TrainState:
 
 # %% ../nbs/07_train.ipynb #db453e16
 class DiffusionLoss(nn.Module):
-    "`forward(batch, generator) -> (loss, parts)` = `diffusion.p_losses(hr, condition, generator)`."
-    def __init__(self, diffusion:nn.Module):
-        super().__init__(); self.diffusion = diffusion
+    "`forward(batch, generator) -> (loss, parts)` = `diffusion.p_losses(hr, condition, loss, generator)`; with a `base`, condition = base(lr)."
+    def __init__(self, diffusion:nn.Module, # a `GaussianDiffusion`
+                 loss:nn.Module, # `SR3XCTLoss`-like
+                 base:nn.Module|None=None): # a frozen predictor: the diffusion refines `base(lr)` (predict-and-refine)
+        super().__init__(); self.diffusion, self.loss, self.base = diffusion, loss, base
     def forward(self, batch, generator=None):
-        _, condition, hr = batch
-        return self.diffusion.p_losses(hr, condition, generator=generator)
+        lr, condition, hr = batch
+        if self.base is not None: condition = base_condition(self.base, lr)
+        return self.diffusion.p_losses(hr, condition, self.loss, generator=generator)
+
+@torch.no_grad()
+def base_condition(base:nn.Module, # a predictor P
+                   lr:Tensor, # LR images (B, 1, h, w) in [-1, 1]
+                  ) -> Tensor: # P(lr) clamped to [-1, 1], float32: the condition of a predict-and-refine diffusion
+    "The condition a refiner sees, the same in training and at inference."
+    return base(lr.float()).float().clamp(-1, 1)
+
+# %% ../nbs/07_train.ipynb #df6258f2
+def schedule_change(saved:dict|None, # a checkpoint's LR-scheduler state (None: it has none)
+                    sched:torch.optim.lr_scheduler.LambdaLR, # the schedule built from the current config
+                   ) -> str|None: # what differs, or None
+    "What differs between a saved `make_scheduler` state and the current one (run length, warm-up, floor, base LR)."
+    if not saved: return None
+    old = (saved.get('lr_lambdas') or [None])[0] or {}
+    new = vars(sched.lr_lambdas[0])
+    diff = [f'{k} {old.get(k)} -> {v}' for k, v in new.items() if old.get(k) != v]
+    diff += [f'lr {a:g} -> {b:g}' for a, b in zip(saved.get('base_lrs') or [], sched.base_lrs) if a != b][:1]
+    return ', '.join(diff) or None
 
 # %% ../nbs/07_train.ipynb #690836a7
 class Trainer:
@@ -228,6 +214,7 @@ class Trainer:
         s = self.state
         while True:
             self.loader.sampler.set_epoch(s.epoch, s.batch_in_epoch * self.loader.batch_size)
+            if hasattr(self.loader.dataset, 'set_epoch'): self.loader.dataset.set_epoch(s.epoch)   # new patches each epoch
             for b in self.loader: yield b
             s.epoch, s.batch_in_epoch = s.epoch + 1, 0
 
@@ -277,14 +264,18 @@ class Trainer:
     def load_state_dict(self, ck:dict):
         "Continue from a checkpoint (ours, or the SR3 reference's pair: missing parts are rebuilt)."
         self.net.load_state_dict(ck['model'])
-        if ck.get('optimizer'): self.opt.load_state_dict(ck['optimizer'])
+        if ck.get('optimizer'):
+            hyper = [{k: v for k, v in g.items() if k != 'params'} for g in self.opt.param_groups]
+            self.opt.load_state_dict(ck['optimizer'])
+            for g, h in zip(self.opt.param_groups, hyper): g.update(h)   # lr, betas, ... come from the current config
         s = self.state
         s.iter, s.epoch = int(ck.get('iter') or 0), int(ck.get('epoch') or 0)
         s.n_skipped = int(ck.get('n_skipped') or 0)
         if ck.get('batch_in_epoch') is not None: s.batch_in_epoch = int(ck['batch_in_epoch'])
         else: s.epoch, s.batch_in_epoch = 0, s.iter  # unknown data position: continue the order as if from the start
-        if ck.get('scheduler'): self.sched.load_state_dict(ck['scheduler'])
-        else: set_schedule_iter(self.sched, s.iter)
+        self.schedule_note = schedule_change(ck.get('scheduler'), self.sched)
+        set_schedule_iter(self.sched, s.iter)   # the schedule of the current config, at the saved step
+        if (ck.get('scheduler') or {}).get('_step_count') is not None: self.sched._step_count = ck['scheduler']['_step_count']
         rng = ck.get('rng')
         if isinstance(rng, list): rng = rng[self.rank] if self.rank < len(rng) else None
         if rng: set_rng_state(rng, self.generator)
@@ -296,7 +287,7 @@ class Trainer:
         return self
 
     @property
-    def rank(self): return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    def rank(self): return rank_world()[0]
 
 # %% ../nbs/07_train.ipynb #bbb312cf
 class GradClip(Callback):
@@ -448,7 +439,10 @@ class Validator(Callback):
     "Sample `batch` every `freq` iterations (EMA weights, fast sampler); log PSNR/SSIM; save a grid PNG."
     order = 70
     def __init__(self, diffusion:nn.Module, batch, freq:int, out_dir, ema:EMA|None=None, steps:int=50,
-                 sampler:str='ddim', seed:int=1, writers=(), precision:Precision|None=None):
+                 sampler:str='ddim', seed:int=1, writers=(), precision:Precision|None=None,
+                 base:nn.Module|None=None, # `diffusion=None`: validate the predictor being trained; `base`: refine base(lr)
+                 start:float=1.0): # where sampling starts in the schedule
+        self.base, self.start = base, start
         self.diffusion, self.batch, self.freq, self.out_dir, self.ema = diffusion, batch, freq, Path(out_dir), ema
         self.steps, self.sampler, self.seed, self.writers, self.precision = steps, sampler, seed, list(writers), precision
         self.history = []
@@ -456,14 +450,16 @@ class Validator(Callback):
     def validate(self, t) -> dict:
         from sr3xct.diffusion import sample
         from sr3xct.metrics import psnr, ssim
-        _, cond, hr = [b.to(t.device) for b in self.batch]
+        lr, cond, hr = [b.to(t.device) for b in self.batch]
         net = t.net
         was_training = net.training; net.eval()
         g = torch.Generator(t.device).manual_seed(self.seed)
         ctx = self.ema.applied(net) if self.ema is not None else nullcontext()
         try:
             with ctx, (self.precision.autocast() if self.precision else nullcontext()):
-                sr = sample(self.diffusion, cond, steps=self.steps, sampler=self.sampler, generator=g)
+                if self.diffusion is None: sr = net(lr)   # the predictor stage
+                else: sr = sample(self.diffusion, cond if self.base is None else base_condition(self.base, lr),
+                                  steps=self.steps, sampler=self.sampler, generator=g, start=self.start)
         finally: net.train(was_training)
         sr = sr.float().clamp(-1, 1)
         f = lambda m, a: float(m(a[:, 0].cpu().numpy(), hr[:, 0].float().cpu().numpy(), data_range=2.0))  # mean over images
@@ -477,23 +473,6 @@ class Validator(Callback):
         for w in self.writers: w.write(t.state.iter, rec)
 
 # %% ../nbs/07_train.ipynb #a65a3d1d
-def init_distributed() -> tuple[int, int, int]:
-    "Join the torchrun process group when launched by torchrun; returns `(rank, world_size, local_rank)`."
-    world = int(os.environ.get('WORLD_SIZE', '1'))
-    if world <= 1: return 0, 1, 0
-    rank, local = int(os.environ['RANK']), int(os.environ.get('LOCAL_RANK', '0'))
-    if not dist.is_initialized():
-        if torch.cuda.is_available(): torch.cuda.set_device(local)
-        dist.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
-    return rank, world, local
-
-def close_distributed(ok:bool=True # the job finished without an error: wait for every rank first
-                     ):
-    "Leave the process group, after a barrier when `ok` (gloo aborts a rank that tears down while a peer is still talking)."
-    if not (dist.is_available() and dist.is_initialized()): return
-    if ok: dist.barrier()
-    dist.destroy_process_group()
-
 class ImportanceSync(Callback):
     "Merge the diffusion's timestep-importance history across ranks after every step; checkpointed."
     order, state_key = 40, 'timestep_sampler'

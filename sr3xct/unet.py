@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
-from .io import InputError
+from .errors import InputError
 
 # %% ../nbs/05_unet.ipynb #c3db5a35
 class PositionalEncoding(nn.Module):

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import matplotlib
 from matplotlib.figure import Figure
-from .io import InputError
+from .errors import InputError
 
 # %% auto #0
 __all__ = ['show_images', 'record_trajectory', 'plot_trajectory', 'read_log', 'plot_training_log', 'plot_uncertainty', 'Viewer']

@@ -10,7 +10,7 @@ import torch
 
 import sr3xct.checkpoint as ckmod
 from sr3xct.checkpoint import load_checkpoint, save_checkpoint, read_tensors
-from sr3xct.io import InputError
+from sr3xct.errors import InputError
 from sr3xct.unet import UNet
 
 TINY = dict(inner_channel=8, norm_groups=4, channel_mults=[1, 2], attn_res=[8], res_blocks=1, image_size=16)

@@ -11,7 +11,6 @@ import yaml
 from sr3xct.checkpoint import load_checkpoint
 from sr3xct.config import load_config, build_trainer
 from sr3xct.diffusion import GaussianDiffusion, sample
-from sr3xct.losses import SR3XCTLoss
 from sr3xct.unet import UNet
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device (none here)')
@@ -66,7 +65,7 @@ def test_unet_cuda_matches_cpu():
 
 def test_sampling_reproducible_on_cuda():
     torch.manual_seed(0)
-    d = GaussianDiffusion(UNet(**TINY).eval(), n_timestep=200, loss=SR3XCTLoss(w_perceptual=0)).cuda()
+    d = GaussianDiffusion(UNet(**TINY).eval(), n_timestep=200).cuda()
     cond = torch.rand(2, 1, 16, 16, device='cuda') * 2 - 1
     for sm in ('ddim', 'ddpm', 'dpm++2m'):
         a = sample(d, cond, 8, sm, eta=1.0, generator=torch.Generator('cuda').manual_seed(3))
@@ -82,7 +81,7 @@ def test_infer_cli_on_cuda(tmp_path):
     tifffile.imwrite(tmp_path / 'lr.tif', lr, photometric='minisblack')
     outs = {}
     for dev in ('cuda', 'cpu'):
-        r = subprocess.run([sys.executable, '-m', 'sr3xct.cli', 'infer', '-c', 'inference/32_256/x8', '--checkpoint', ckpt,
+        r = subprocess.run([sys.executable, '-m', 'sr3xct.cli', 'infer', '-c', 'inference/x8', '--checkpoint', ckpt,
                             '--input', tmp_path / 'lr.tif', '--output', tmp_path / f'sr_{dev}.tif', '--device', dev,
                             '--precision', 'fp32', '--steps', '4', '--no-progress', '--set', 'scale=4', '--tile', '16', '--overlap', '4'],
                            capture_output=True, text=True)

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from sr3xct.io import InputError, VolumeMeta, write_volume
+from sr3xct.errors import InputError
+from sr3xct.io import VolumeMeta, write_volume
 from sr3xct.data import (PairedFolderDataset, VolumePatchDataset, prepare, read_image, synthetic_soil, sandstone,
                          degrade, upsample)
 from sr3xct.augment import PairedAugment, AugmentConfig

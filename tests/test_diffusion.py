@@ -1,7 +1,7 @@
 "sr3xct.diffusion with the real UNet and loss: checkpoints carry no schedule, autocast sampling, errors."
 import pytest
 import torch
-from sr3xct.io import InputError
+from sr3xct.errors import InputError
 from sr3xct.unet import UNet
 from sr3xct.losses import SR3XCTLoss
 from sr3xct.diffusion import GaussianDiffusion, ImportanceSampler, sample
@@ -11,7 +11,7 @@ def tiny(**kw):
     torch.manual_seed(0)
     net = UNet(in_channel=2, out_channel=1, inner_channel=8, norm_groups=4, channel_mults=(1, 2), attn_res=(8,),
                res_blocks=1, dropout=0, image_size=16, use_cross_attn=True)
-    return GaussianDiffusion(net, loss=SR3XCTLoss(w_perceptual=0), **kw)
+    return GaussianDiffusion(net, **kw)
 
 
 def test_checkpoint_has_no_schedule_and_buffers_are_rebuilt():
@@ -28,7 +28,7 @@ def test_p_losses_backward_with_importance_sampler():
     d = tiny(timestep_sampler=ImportanceSampler(2000, n_buckets=2, history=1))
     hr = torch.rand(4, 1, 16, 16) * 2 - 1
     cond = hr.clone()
-    loss, parts = d.p_losses(hr, cond, torch.Generator().manual_seed(0))
+    loss, parts = d.p_losses(hr, cond, SR3XCTLoss(w_perceptual=0), torch.Generator().manual_seed(0))
     loss.backward()
     assert {'l1', 'ssim', 'multiscale', 'total'} <= set(parts) and torch.isfinite(loss)
     assert all(p.grad is not None for p in d.model.parameters() if p.requires_grad)

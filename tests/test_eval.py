@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from sr3xct.io import InputError, VolumeMeta, write_volume, IntensityScaling
+from sr3xct.errors import InputError
+from sr3xct.io import VolumeMeta, write_volume, IntensityScaling
 from sr3xct.data import sandstone, degrade
 from sr3xct.metrics import psnr, porosity, otsu_threshold
 from sr3xct.report import evaluate, REPORT_FILES

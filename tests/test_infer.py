@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from sr3xct.io import InputError, VolumeMeta, read_volume, write_volume
+from sr3xct.errors import InputError
+from sr3xct.io import VolumeMeta, read_volume, write_volume
 from sr3xct.unet import UNet
 from sr3xct.checkpoint import save_checkpoint
 from sr3xct.infer import load_diffusion, super_resolve_volume, tiled_apply
@@ -124,8 +125,8 @@ def test_axes_2d_and_simulate_lr(tmp_path):
     a, m = read_volume(super_resolve_volume(d, img, tmp_path / 'img_sr.tif', 4, **KW)['output'])
     assert a.shape == (1, 40, 56) and m.ndim == 2
     hr = _lr(tmp_path / 'hr.tif', (2, 32, 40))
-    a, _ = read_volume(super_resolve_volume(d, hr, tmp_path / 'sim.tif', 4, simulate_lr=True, **KW)['output'])
-    assert a.shape == (2, 32, 40)
+    a, m = read_volume(super_resolve_volume(d, hr, tmp_path / 'sim.tif', 4, simulate_lr=True, **KW)['output'])
+    assert a.shape == (2, 32, 40) and m.voxel_size == (8., 8., 8.)   # the HR input's voxel size, not HR / scale
     with pytest.raises(InputError, match='multiples of scale 4'):
         super_resolve_volume(d, _lr(tmp_path / 'odd.tif', (2, 30, 40)), tmp_path / 'x.tif', 4, simulate_lr=True, **KW)
 

@@ -8,7 +8,8 @@ import tifffile
 from hypothesis import given, settings, strategies as st
 
 from sr3xct import io
-from sr3xct.io import (InputError, IntensityScaling, SliceWriter, VolumeMeta, check_patch_size, open_volume,
+from sr3xct.errors import InputError
+from sr3xct.io import (IntensityScaling, SliceWriter, VolumeMeta, check_patch_size, open_volume,
                        read_slice, read_volume, volume_info, volume_shape, write_volume)
 
 DTYPES = ['uint8', 'uint16', 'int16', 'float32']

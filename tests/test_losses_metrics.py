@@ -7,7 +7,7 @@ import tifffile
 from hypothesis import given, settings, strategies as st
 from skimage.metrics import structural_similarity, peak_signal_noise_ratio
 
-from sr3xct.io import InputError
+from sr3xct.errors import InputError
 from sr3xct import losses as L, metrics as M
 
 
@@ -124,9 +124,9 @@ def test_loss_in_diffusion_grads(crit):
     unet = pytest.importorskip('sr3xct.unet')
     net = unet.UNet(in_channel=2, out_channel=1, inner_channel=8, norm_groups=4, channel_mults=(1, 2), attn_res=(),
                     res_blocks=1, image_size=32)
-    d = diffusion.GaussianDiffusion(net, n_timestep=100, loss=crit)
+    d = diffusion.GaussianDiffusion(net, n_timestep=100)
     hr, cond = torch.rand(2, 1, 32, 32) * 2 - 1, torch.rand(2, 1, 32, 32) * 2 - 1
-    loss, parts = d.p_losses(hr, cond, generator=torch.Generator().manual_seed(0))
+    loss, parts = d.p_losses(hr, cond, crit, generator=torch.Generator().manual_seed(0))
     loss.backward()
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
     assert list(crit.parameters()) == []

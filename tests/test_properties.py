@@ -15,7 +15,6 @@ from sr3xct.data import degrade, upsample
 from sr3xct.diffusion import SAMPLERS, GaussianDiffusion, sample
 from sr3xct.infer import tiled_apply
 from sr3xct.io import IntensityScaling
-from sr3xct.losses import SR3XCTLoss
 from sr3xct.unet import UNet
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -144,7 +143,7 @@ def diffusion(kind: str) -> GaussianDiffusion:
     torch.manual_seed(0)
     net = TinyNet() if kind == 'conv' else UNet(inner_channel=8, norm_groups=4, channel_mults=[1, 2], attn_res=[8],
                                                  res_blocks=1, dropout=0.1, image_size=16, use_cross_attn=True)
-    return GaussianDiffusion(net, n_timestep=100, linear_end=2e-2, loss=SR3XCTLoss(w_perceptual=0)).eval()
+    return GaussianDiffusion(net, n_timestep=100, linear_end=2e-2).eval()
 
 
 @SETTINGS
