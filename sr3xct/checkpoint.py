@@ -173,6 +173,9 @@ def load_weights(net:torch.nn.Module, # the network to load into
 # %% ../nbs/05a_checkpoint.ipynb #67eeb9e0
 MODEL_FORMAT = 'sr3xct-model-1'
 
+def _umask() -> int:
+    m = os.umask(0); os.umask(m); return m
+
 def save_model_file(path:str|Path, # the .safetensors file to write (replaced atomically)
                     weights:dict, # {network name: state dict}, e.g. {'predictor': ..., 'unet': ...}
                     constructors:dict, # plain JSON-able configs that rebuild the networks
@@ -184,7 +187,10 @@ def save_model_file(path:str|Path, # the .safetensors file to write (replaced at
     tensors = {f'{net}.{k}': v.detach().cpu().contiguous() for net, sd in weights.items() for k, v in sd.items()}
     meta = {'format': MODEL_FORMAT, 'constructors': json.dumps(constructors)}
     tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
-    try: save_file(tensors, str(tmp), metadata=meta); os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.chmod(tmp, 0o666 & ~_umask())   # the permissions of any new file (not the temporary file's 0600)
+        os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     return path
 

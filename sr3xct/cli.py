@@ -54,6 +54,7 @@ def _add_average(sub):
     p.add_argument('--dir', help="a run's checkpoints/ folder (or the run folder)")
     p.add_argument('--last', type=int, default=5, help='with --dir: how many of the newest to average (default 5)')
     p.add_argument('-o', '--out', required=True, help='output checkpoint')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
     p.set_defaults(func=run_average)
 
 def run_average(args) -> int:
@@ -74,6 +75,7 @@ def run_average(args) -> int:
         if not p.is_file(): raise InputError(f'{p}: no such checkpoint')
     out = Path(args.out)
     if out.exists() and out.resolve() in [p.resolve() for p in paths]: raise InputError(f'{out}: would overwrite one of its inputs')
+    if out.exists() and not args.overwrite: raise InputError(out, 'exists; pass --overwrite to replace it')
     save_checkpoint(out, average_checkpoints(paths))
     print(f'averaged {len(paths)} checkpoints into {out}', file=sys.stderr)
     return 0

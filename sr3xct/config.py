@@ -23,7 +23,7 @@ __all__ = ['ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'D
            'ValConfig', 'TrainConfig', 'InferenceConfig', 'from_dict', 'to_dict', 'packaged_configs', 'resolve_config',
            'apply_overrides', 'load_config', 'pick_device', 'build_loss', 'build_diffusion', 'build_predictor',
            'load_base', 'build_dataset', 'val_batch', 'load_init', 'build_model', 'constructors', 'build_trainer',
-           'build_callbacks']
+           'build_callbacks', 'lock_run']
 
 # %% ../nbs/10_config.ipynb #16437186
 @dataclass
@@ -441,6 +441,7 @@ def build_trainer(cfg:TrainConfig, resume:str|None=None, # None, 'auto' (newest 
     if device.type == 'cpu': set_threads(t.threads)   # null: the cores this process may use
     precision = Precision(t.precision, device)
     found = _read_resume(resume, cfg.run_dir) if resume else None   # read (and check) before anything is written
+    if not resume and rank == 0: _check_fresh(cfg.run_dir)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     net, loss_module, diffusion, base = build_model(cfg, where)
     net.to(device); loss_module.to(device)
@@ -490,9 +491,25 @@ def build_callbacks(cfg:TrainConfig, net, diffusion, base, ema, precision, extra
     if val is not None: cbs.append(T.Validator(diffusion, val, cfg.log.val_freq, run_dir / 'val', ema, cfg.val.steps,
                                                cfg.val.sampler, cfg.val.seed, writers, precision, base=base, start=cfg.val.start))
     if cfg.log.progress: cbs.append(T.ProgressBar())
-    run_dir.mkdir(parents=True, exist_ok=True)
+    cbs[0].run_lock = lock_run(run_dir)   # held as long as the trainer's callbacks live
     (run_dir / 'config.yaml').write_text(yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False))
     return cbs
+
+def _check_fresh(run_dir:Path):
+    "A run without `--resume` must not write into a folder that holds another run's checkpoints or log."
+    old = [n for n in ('checkpoints', 'log.jsonl') if (run_dir / n).exists() and any((run_dir / n).iterdir() if (run_dir / n).is_dir() else [1])]
+    if old: raise InputError(run_dir, f"already holds a run ({', '.join(old)}); pass --resume auto to continue it, "
+                                      'or choose another name/out_dir')
+
+def lock_run(run_dir:Path):
+    "An exclusive lock on the run folder for this process's life (a second run on it gets an `InputError`)."
+    import fcntl
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / '.lock', 'a')
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close(); raise InputError(run_dir, 'another sr3xct train is running on this run folder') from None
+    return f
 
 def _read_resume(resume:str, run_dir:Path):
     "(path, checkpoint) to resume from, or None ('auto' with no valid checkpoint: a fresh run)."

@@ -98,6 +98,7 @@ class SRModel:
     diffusion:GaussianDiffusion|None = None # residual diffusion conditioned on P(LR) (or bicubic)
     info:dict = field(default_factory=dict) # where it came from (path, format, weights)
     start:float = 1.0 # where the refiner's sampler starts (1: pure noise; predict-and-refine models record theirs)
+    tile:int|None = None # the refiner's HR tile (None: its training size; the network is convolutional, larger tiles are faster)
 
     @property
     def modes(self) -> tuple: return tuple(m for m in MODES if (self.predictor if m == 'fidelity' else self.diffusion) is not None)
@@ -195,7 +196,7 @@ def super_resolve(model, # an `SRModel` (or a bare `GaussianDiffusion`: refines 
     with torch.no_grad(), Precision(precision, dev).autocast():
         cond = upsample(lr, scale) if model.predictor is None else predict(model.predictor, lr).clamp(-1, 1)
         if mode == 'fidelity': return cond.float()
-        tile = tile or model.diffusion.model.config['image_size']
+        tile = tile or model.tile or model.diffusion.model.config['image_size']
         den = TiledDenoiser(model.diffusion, tile, min(overlap, tile // 2), batch_size)
         out = sample(den, cond, steps=steps, sampler=sampler, eta=eta, generator=generator, n_samples=n_samples if mode == 'mean' else 1,
                      start=model.start if start is None else start)
@@ -413,7 +414,7 @@ def super_resolve_volume(model, # an `SRModel` (or a bare `GaussianDiffusion`), 
     std = (Path(std_output) if std_output else out.with_name(f'{out.stem}_std{out.suffix}')) if mode == 'mean' else None
     _check_paths(inp, out, std, overwrite)
     if axis not in (0, 1, 2): raise InputError('axis', f'must be 0, 1 or 2, got {axis!r}')
-    tile = int(tile or (model.diffusion.model.config['image_size'] if model.diffusion is not None else 256))
+    tile = int(tile or model.tile or (model.diffusion.model.config['image_size'] if model.diffusion is not None else 256))
     _check_tiling(tile, overlap, batch_size)
     rank, world = rank_world()
     Precision(precision, model.device)   # checks the precision for the device before anything is written

@@ -195,8 +195,7 @@ class VGGPerceptualLoss(nn.Module):
         return super().train(False)
     def features_of(self, x:Tensor) -> list:
         "The chosen layers' activations of x (B, 1, H, W)."
-        w = self.features[0].weight
-        if not torch.is_autocast_enabled(x.device.type): x = x.to(w.dtype)
+        x = x.to(self.features[0].weight.dtype)
         out, want = [], set(self.idx)
         for i, layer in enumerate(self.features):
             x = layer(x)
@@ -207,8 +206,9 @@ class VGGPerceptualLoss(nn.Module):
                 reduction:str='mean') -> Tensor: # 'mean' scalar or 'none' per image (B,)
         check_pair(x, y)
         if x.shape[1] != 1: raise InputError('x', f'expected 1 channel (grayscale), got {x.shape[1]}')
-        with torch.no_grad(): fy = self.features_of(y)  # the target needs no graph
-        fx = self.features_of(x)
+        with torch.autocast(x.device.type, enabled=False):   # in the module's dtype (fp32): bf16 features were 276% off
+            with torch.no_grad(): fy = self.features_of(y)  # the target needs no graph
+            fx = self.features_of(x)
         l = sum(w * (a - b).abs().float().flatten(1).mean(1) for w, a, b in zip(self.layer_weights, fx, fy))
         return l.mean() if reduction == 'mean' else l
 

@@ -43,8 +43,9 @@ def model_from_parts(constructors:dict, # {'predictor': config, 'unet': config, 
         diff = GaussianDiffusion(net, **sched).to(device).eval().requires_grad_(False)
     if pred is None and diff is None: raise InputError(path, 'holds neither a predictor nor a diffusion network')
     scale = constructors.get('scale', pred.config['scale'] if pred is not None else None)
-    start = float((constructors.get('sampling') or {}).get('start', 1.0))
-    return SRModel(int(scale) if scale is not None else None, pred, diff, {'path': str(path)}, start)
+    sampling = constructors.get('sampling') or {}
+    tile = int(sampling['tile']) if sampling.get('tile') else None
+    return SRModel(int(scale) if scale is not None else None, pred, diff, {'path': str(path)}, float(sampling.get('start', 1.0)), tile)
 
 # %% ../nbs/08b_models.ipynb #be0ce3d2
 def packaged_models() -> dict:
@@ -103,7 +104,7 @@ def save_model(model:SRModel, # what to save (its networks' current weights)
                path, # the .safetensors file
               ) -> Path:
     "Write `model` as a weights-only model file (what the packaged models are)."
-    weights, cons = {}, {'scale': model.scale, 'sampling': {'start': model.start}}
+    weights, cons = {}, {'scale': model.scale, 'sampling': {'start': model.start, 'tile': model.tile}}
     if model.predictor is not None: weights['predictor'], cons['predictor'] = model.predictor.state_dict(), model.predictor.config
     if model.diffusion is not None:
         weights['unet'], cons['unet'], cons['diffusion'] = model.diffusion.model.state_dict(), model.diffusion.model.config, model.diffusion.config
