@@ -143,8 +143,9 @@ def run_infer(args) -> int:
     from sr3xct.infer import super_resolve_volume
     from sr3xct.runtime import init_distributed, close_distributed, set_threads
     cfg = _infer_config(args)
-    if args.threads is not None and args.threads < 1: raise InputError('--threads', f'must be >= 1, got {args.threads}')
-    set_threads(args.threads)
+    if args.threads is not None:   # else PyTorch's default (the physical cores; 1 per process under torchrun)
+        if args.threads < 1: raise InputError('--threads', f'must be >= 1, got {args.threads}')
+        set_threads(args.threads)
     model_args, schedule = _reference_settings(args.model_config, cfg.scale)
     rank, world, local = init_distributed()
     ok = False

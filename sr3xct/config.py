@@ -438,7 +438,7 @@ def build_trainer(cfg:TrainConfig, resume:str|None=None, # None, 'auto' (newest 
     if cfg.stage == 'diffusion' and not cfg.init and cfg.model.image_size != cfg.data.patch:
         raise InputError(f"{where}: model.image_size ({cfg.model.image_size}) must equal data.patch ({cfg.data.patch})")
     device = pick_device(t.device, local)
-    if device.type == 'cpu': set_threads(t.threads)   # null: the cores this process may use
+    if t.threads and device.type == 'cpu': set_threads(t.threads)   # null: PyTorch's default
     precision = Precision(t.precision, device)
     found = _read_resume(resume, cfg.run_dir) if resume else None   # read (and check) before anything is written
     if not resume and rank == 0: _check_fresh(cfg.run_dir)
@@ -491,7 +491,7 @@ def build_callbacks(cfg:TrainConfig, net, diffusion, base, ema, precision, extra
     if val is not None: cbs.append(T.Validator(diffusion, val, cfg.log.val_freq, run_dir / 'val', ema, cfg.val.steps,
                                                cfg.val.sampler, cfg.val.seed, writers, precision, base=base, start=cfg.val.start))
     if cfg.log.progress: cbs.append(T.ProgressBar())
-    cbs[0].run_lock = lock_run(run_dir)   # held as long as the trainer's callbacks live
+    cbs.append(T.RunLock(lock_run(run_dir)))   # held until the run ends
     (run_dir / 'config.yaml').write_text(yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False))
     return cbs
 

@@ -23,7 +23,7 @@ __all__ = ['CKPT_RE', 'WarmupCosine', 'make_scheduler', 'set_schedule_iter', 'em
            'make_loader', 'rng_state', 'set_rng_state', 'CancelStep', 'TrainingDiverged', 'Callback', 'TrainState',
            'DiffusionLoss', 'base_condition', 'schedule_change', 'Trainer', 'GradClip', 'NaNGuard', 'EMACallback',
            'JSONLWriter', 'TensorBoardWriter', 'Logger', 'ProgressBar', 'list_checkpoints', 'find_resume',
-           'Checkpointer', 'save_grid', 'Validator', 'ImportanceSync', 'average_checkpoints']
+           'Checkpointer', 'RunLock', 'save_grid', 'Validator', 'ImportanceSync', 'average_checkpoints']
 
 # %% ../nbs/07_train.ipynb #21c7d561
 class WarmupCosine:
@@ -425,6 +425,15 @@ class Checkpointer(Callback):
         self.dir.mkdir(parents=True, exist_ok=True)
         save_checkpoint(self.dir / f'iter_{t.state.iter:08d}.pt', {**sd, **self.extra})
         for old in list_checkpoints(self.dir)[:-self.keep_last] if self.keep_last > 0 else []: old.unlink(missing_ok=True)
+
+# %% ../nbs/07_train.ipynb #595e37f1
+class RunLock(Callback):
+    "Holds an open, locked file (`sr3xct.config.lock_run`) until the run ends: one run per run folder at a time."
+    order = 95
+    def __init__(self, lock_file): self.lock_file = lock_file
+    def after_fit(self, t): self.release()
+    def release(self):
+        if self.lock_file is not None and not self.lock_file.closed: self.lock_file.close()
 
 # %% ../nbs/07_train.ipynb #9783717f
 def save_grid(path, cols:list[Tensor]):

@@ -52,7 +52,7 @@ def test_infer_modes_cli(tiny):
     t = tiny
     for mode in ('fidelity', 'realism', 'mean'):
         rc, _, err = run('infer', '--checkpoint', t / 'tiny.safetensors', '--input', t / 'lr.tif', '--output', t / f'{mode}.tif',
-                         '--mode', mode, '--steps', '2', '--n-samples', '2', '--no-progress', '--threads', '1')
+                         '--mode', mode, '--steps', '2', '--n-samples', '2', '--overlap', '8', '--no-progress', '--threads', '1')
         assert rc == 0, err
         a, meta = read_volume(t / f'{mode}.tif')
         assert a.shape == (2, 64, 64) and a.dtype == np.uint8 and meta.voxel_size == (8., 2., 2.)
