@@ -250,11 +250,11 @@ def demo(out='sr3xct_demo', # the report folder
     _check_out(out, overwrite)
     if not train_minutes >= 0: raise InputError('train_minutes', f'must be >= 0, got {train_minutes}')
     sr_model = load_model(model, SCALE)                      # everything is checked before anything is written
-    cfg = finetune_config(out / 'run', {'train': ['-'], 'val': ['-']}, model or 'x4', set_ or []) if train_minutes > 0 else None
+    if train_minutes > 0 or set_: finetune_config(out / 'run', {'train': ['-'], 'val': ['-']}, model or 'x4', set_ or [])  # checked now
     _clear(out)
     data = demo_data(out / 'data', test_slices, train=train_minutes > 0)
     trained = None
-    if cfg is not None:
+    if train_minutes > 0:
         cfg = finetune_config(out / 'run', data, model or 'x4', set_ or [])
         _say(f'sr3xct demo: fine-tuning the refiner for at most {train_minutes:g} min...')
         ckpt, iters, secs = _train(cfg, train_minutes * 60)
