@@ -28,7 +28,7 @@ setuptools.setup(
     url=cfg['git_url'],
     packages=setuptools.find_packages(include=['sr3xct', 'sr3xct.*']),
     include_package_data=True,
-    package_data={'sr3xct': ['config/*/*.yaml', 'config/*/*/*.yaml', 'assets/*', 'models/*']},
+    package_data={'sr3xct': ['config/*/*.yaml', 'config/*/*/*.yaml', 'assets/*', 'pretrained/*']},
     install_requires=requirements,
     extras_require={'dev': dev_requirements},
     python_requires='>=' + min_python,

@@ -183,7 +183,7 @@ def run_models(args) -> int:
         print(found[args.card]['card'].read_text()); return 0
     if not found: print('no packaged models'); return 0
     for name, m in found.items():
-        summary = next((l.strip('# ').strip() for l in (m['card'].read_text().splitlines() if m['card'] else []) if l.startswith('> ')), '')
+        summary = next((l[2:].strip() for l in (m['card'].read_text().splitlines() if m['card'] else []) if l.startswith('> ')), '')
         print(f"{name}  x{m['scale']}  {m['path'].stat().st_size / 1e6:.1f} MB  {summary}")
     return 0
 

@@ -50,7 +50,7 @@ def model_from_parts(constructors:dict, # {'predictor': config, 'unet': config, 
 # %% ../nbs/08b_models.ipynb #be0ce3d2
 def packaged_models() -> dict:
     "`{'x4': {'scale': 4, 'path': Path, 'card': Path}}` for every packaged pretrained model."
-    folder = resources.files('sr3xct') / 'models'
+    folder = resources.files('sr3xct') / 'pretrained'
     out = {}
     if not folder.is_dir(): return out
     for f in sorted(folder.iterdir(), key=lambda p: p.name):
