@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_config.ipynb #a03ef681
 from __future__ import annotations
-import dataclasses, difflib, types, typing
+import dataclasses, difflib, re, types, typing
 from dataclasses import dataclass, field, fields, is_dataclass, asdict
 from importlib import resources
 from pathlib import Path
@@ -21,9 +21,9 @@ from .augment import AugmentConfig
 # %% auto #0
 __all__ = ['ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'DataConfig', 'OptimConfig', 'LogConfig',
            'ValConfig', 'TrainConfig', 'InferenceConfig', 'from_dict', 'to_dict', 'packaged_configs', 'resolve_config',
-           'apply_overrides', 'load_config', 'pick_device', 'build_loss', 'build_diffusion', 'build_predictor',
-           'load_base', 'build_dataset', 'val_batch', 'load_init', 'build_model', 'constructors', 'build_trainer',
-           'build_callbacks', 'lock_run']
+           'check_ranges', 'apply_overrides', 'load_config', 'pick_device', 'build_loss', 'build_diffusion',
+           'build_predictor', 'load_base', 'build_dataset', 'val_batch', 'load_init', 'build_model', 'constructors',
+           'build_trainer', 'build_callbacks', 'lock_run']
 
 # %% ../nbs/10_config.ipynb #16437186
 @dataclass
@@ -255,6 +255,44 @@ def resolve_config(name: str | Path) -> Path:
     if pkg.is_file(): return Path(str(pkg))
     raise InputError(f"{name}: no such config file or packaged config (packaged: {', '.join(packaged_configs())})")
 
+# %% ../nbs/10_config.ipynb #89673929
+def _range_rules(cfg) -> list:
+    "(key, value, ok, expected) for every value of `cfg` with a range."
+    if isinstance(cfg, InferenceConfig):
+        return [('scale', cfg.scale, cfg.scale in (None, 2, 4, 8), '2, 4 or 8'), ('steps', cfg.steps, cfg.steps >= 1, '>= 1'),
+                ('eta', cfg.eta, cfg.eta >= 0, '>= 0'), ('n_samples', cfg.n_samples, cfg.n_samples >= 1, '>= 1'),
+                ('start', cfg.start, cfg.start is None or 0 < cfg.start <= 1, 'in (0, 1]'),
+                ('overlap', cfg.overlap, cfg.overlap >= 0, '>= 0'), ('batch_size', cfg.batch_size, cfg.batch_size >= 1, '>= 1'),
+                ('tile', cfg.tile, cfg.tile is None or cfg.tile >= 8, '>= 8'), ('device', cfg.device, _device_ok(cfg.device), 'auto, cpu, cuda or cuda:N')]
+    t, d, lg = cfg.train, cfg.data, cfg.log
+    return [('train.lr', t.lr, t.lr > 0, '> 0'), ('train.n_iter', t.n_iter, t.n_iter >= 1, '>= 1'),
+            ('train.betas', t.betas, len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), 'two numbers in [0, 1)'),
+            ('train.weight_decay', t.weight_decay, t.weight_decay >= 0, '>= 0'), ('train.warmup', t.warmup, t.warmup >= 0, '>= 0'),
+            ('train.eta_min_ratio', t.eta_min_ratio, 0 <= t.eta_min_ratio <= 1, 'in [0, 1]'),
+            ('train.ema_decay', t.ema_decay, 0 <= t.ema_decay < 1, 'in [0, 1)'), ('train.grad_clip', t.grad_clip, t.grad_clip is None or t.grad_clip > 0, '> 0 or null'),
+            ('train.nan_patience', t.nan_patience, t.nan_patience >= 1, '>= 1'), ('train.threads', t.threads, t.threads is None or t.threads >= 1, '>= 1 or null'),
+            ('train.device', t.device, _device_ok(t.device), 'auto, cpu, cuda or cuda:N'),
+            ('data.scale', d.scale, d.scale in (2, 4, 8), '2, 4 or 8'), ('data.patch', d.patch, d.patch >= 8, '>= 8'),
+            ('data.batch_size', d.batch_size, d.batch_size >= 1, '>= 1'), ('data.length', d.length, d.length >= 1, '>= 1'),
+            ('data.num_workers', d.num_workers, d.num_workers >= 0, '>= 0'), ('data.val_fraction', d.val_fraction, 0 <= d.val_fraction < 1, 'in [0, 1)'),
+            ('log.print_freq', lg.print_freq, lg.print_freq >= 1, '>= 1'), ('log.save_freq', lg.save_freq, lg.save_freq >= 1, '>= 1'),
+            ('log.val_freq', lg.val_freq, lg.val_freq >= 0, '>= 0 (0: no validation)'), ('log.keep_last', lg.keep_last, lg.keep_last >= 1, '>= 1'),
+            ('val.steps', cfg.val.steps, cfg.val.steps >= 1, '>= 1'), ('val.start', cfg.val.start, 0 < cfg.val.start <= 1, 'in (0, 1]'),
+            ('out_dir', cfg.out_dir, _template_ok(cfg.out_dir), 'a path whose only field is {name}')]
+
+def _device_ok(name:str) -> bool:
+    return bool(re.fullmatch(r'auto|cpu|cuda(:\d+)?|mps', str(name)))
+
+def _template_ok(s:str) -> bool:
+    try: s.format(name='x'); return True
+    except (KeyError, IndexError, ValueError): return False
+
+def check_ranges(cfg, where:str='config'):
+    "`cfg` unchanged when every value is in its range, else an `InputError` naming `where` and the key."
+    for key, value, ok, expected in _range_rules(cfg):
+        if not ok: raise InputError(f"{where}: {key} must be {expected}, got {value!r}")
+    return cfg
+
 # %% ../nbs/10_config.ipynb #e77427d0
 def _parse_override(s: str) -> tuple[list[str], object]:
     if '=' not in s: raise InputError(f"--set {s}: expected key=value, e.g. --set train.lr=2e-4")
@@ -292,7 +330,7 @@ def load_config(name: str | Path, overrides=(), cls=TrainConfig):
     except OSError as e: raise InputError(f"{path}: cannot read ({e.strerror})") from None
     if d is None: d = {}
     if not isinstance(d, dict): raise InputError(f"{path}: the top level must be a mapping of sections")
-    return from_dict(cls, apply_overrides(d, overrides, cls), str(path))
+    return check_ranges(from_dict(cls, apply_overrides(d, overrides, cls), str(path)), str(path))
 
 # %% ../nbs/10_config.ipynb #b2cbef61
 def _plain(x):

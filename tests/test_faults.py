@@ -55,3 +55,15 @@ def test_one_run_per_folder_at_a_time(tmp_path):
     t = build_trainer(load_config('train/16_64/small', TINY + [f'out_dir={tmp_path}/run']))   # free again
     with pytest.raises(InputError, match='another sr3xct train'): lock_run(tmp_path / 'run')
     del t
+
+
+@pytest.mark.parametrize('bad, message', [
+    ('train.lr=-0.001', 'train.lr must be > 0'), ('train.betas=[0.9, 1.0]', 'train.betas must be two numbers in [0, 1)'),
+    ('train.n_iter=0', 'train.n_iter must be >= 1'), ('data.batch_size=0', 'data.batch_size must be >= 1'),
+    ('data.scale=3', 'data.scale must be 2, 4 or 8'), ('log.print_freq=0', 'log.print_freq must be >= 1'),
+    ('train.device=tpu', 'train.device must be'), ('out_dir=runs/{run}', 'out_dir must be a path whose only field is {name}')])
+def test_out_of_range_config_values_fail_before_anything_is_created(tmp_path, bad, message):
+    rc, _, err = run('train', '-c', 'train/16_64/small', '--set', f'name=x', '--set', f'out_dir={tmp_path}/run' if 'out_dir' not in bad else bad,
+                     '--set', bad)
+    assert rc == 2 and message in err and err.count('\n') == 1 and 'Traceback' not in err, err
+    assert not (tmp_path / 'run').exists() and not Path('runs/x').exists()
