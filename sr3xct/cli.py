@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_cli.ipynb #192c1e3b
 from __future__ import annotations
-import argparse, os, sys
+import argparse, sys
 from pathlib import Path
 
 from .errors import InputError
@@ -105,7 +105,7 @@ def _add_infer(sub):
     p.add_argument('--n-samples', type=int, help='samples for --mode mean (default 4); also writes the standard deviation')
     p.add_argument('--device', help='auto | cpu | cuda | cuda:N (default auto)')
     p.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], help='autocast precision (default auto: bf16 where native)')
-    p.add_argument('--threads', type=int, help='CPU threads (default: the cores this process may use)')
+    p.add_argument('--threads', type=int, help="CPU threads (default: PyTorch's, the physical cores or OMP_NUM_THREADS)")
     p.add_argument('--tile', type=int, help="HR tile size of the diffusion (default: the network's training size)")
     p.add_argument('--overlap', type=int, help='HR pixels blended between tiles (default 32)')
     p.add_argument('--batch-size', type=int, help='tiles per network call (default 4)'); p.add_argument('--seed', type=int, help='sampling seed (default 0)')
@@ -124,7 +124,7 @@ def _infer_config(args):
           from_dict(InferenceConfig, apply_overrides({}, args.set, InferenceConfig), '--set')
     for k in _INFER_FLAGS:
         if getattr(args, k) is not None: setattr(cfg, k, getattr(args, k))
-    if cfg.mode == 'mean' and cfg.n_samples < 2: cfg.n_samples = 4 if args.n_samples is None else cfg.n_samples
+    if cfg.mode == 'mean' and args.n_samples is None and cfg.n_samples < 2: cfg.n_samples = 4   # a mean needs several
     return cfg
 
 def _reference_settings(model_config, scale):
@@ -134,7 +134,7 @@ def _reference_settings(model_config, scale):
     tc = load_config(model_config, cls=TrainConfig)
     if scale is not None and tc.data.scale != scale:
         raise InputError(f'{resolve_config(model_config)}: data.scale {tc.data.scale} does not match scale {scale}')
-    return to_dict(tc.model) | {}, {k: v for k, v in to_dict(tc.diffusion).items() if k not in ('importance_sampling', 'base')}
+    return to_dict(tc.model), {k: v for k, v in to_dict(tc.diffusion).items() if k not in ('importance_sampling', 'base')}
 
 def run_infer(args) -> int:
     "Run `sr3xct infer`."

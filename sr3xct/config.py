@@ -379,17 +379,11 @@ def build_predictor(cfg:TrainConfig, where:str='config'):
     except InputError as e: raise InputError(f'{where}: predictor.{e}') from None
 
 def load_base(path, where:str='config'):
-    "The frozen predictor (EMA weights) of a `stage: predictor` checkpoint, for `diffusion.base`."
-    from sr3xct.predictor import Predictor
-    from sr3xct.checkpoint import load_checkpoint, load_weights
-    ck = load_checkpoint(path)
-    arch = ck.get('constructors') or {}
-    if not isinstance(arch.get('predictor'), dict):
-        raise InputError(path, f'not a predictor checkpoint (diffusion.base in {where} needs one written by a stage: predictor run)')
-    try: net = Predictor(**arch['predictor'])
-    except (InputError, TypeError) as e: raise InputError(path, f'cannot build its predictor: {e}') from None
-    load_weights(net, ck.get('ema') or ck['model'], path)
-    return net.eval().requires_grad_(False)
+    "The frozen predictor (EMA weights) of a `stage: predictor` checkpoint or a model file, for `diffusion.base`."
+    from sr3xct.models import load_model
+    m = load_model(path)
+    if m.predictor is None: raise InputError(path, f'holds no predictor (diffusion.base in {where} needs a stage: predictor run or a model file)')
+    return m.predictor
 
 def build_dataset(cfg:DataConfig, seed:int=0, val:bool=False, where:str='config'):
     "The training (or, with `val=True`, validation: no augmentation) patch dataset."
@@ -399,7 +393,6 @@ def build_dataset(cfg:DataConfig, seed:int=0, val:bool=False, where:str='config'
     split = 'val' if val else 'train'
     aug = PairedAugment(cfg.augment) if cfg.augment is not None else None
     if cfg.patch % cfg.scale: raise InputError(f"{where}: data.patch {cfg.patch} is not a multiple of data.scale {cfg.scale}")
-    if not 0 <= cfg.val_fraction < 1: raise InputError(f"{where}: data.val_fraction must be in [0, 1), got {cfg.val_fraction}")
     if cfg.source == 'folder':
         if len(paths) != 1: raise InputError(f"{where}: data.source folder needs exactly one path in data.paths, got {len(paths)}")
         return PairedFolderDataset(paths[0], cfg.patch // cfg.scale, cfg.patch, augment=aug, seed=seed, split=split)
@@ -535,7 +528,8 @@ def build_callbacks(cfg:TrainConfig, net, diffusion, base, ema, precision, extra
 
 def _check_fresh(run_dir:Path):
     "A run without `--resume` must not write into a folder that holds another run's checkpoints or log."
-    old = [n for n in ('checkpoints', 'log.jsonl') if (run_dir / n).exists() and any((run_dir / n).iterdir() if (run_dir / n).is_dir() else [1])]
+    ck, log = run_dir / 'checkpoints', run_dir / 'log.jsonl'
+    old = [p.name for p in (ck, log) if (p.is_dir() and any(p.iterdir())) or p.is_file()]
     if old: raise InputError(run_dir, f"already holds a run ({', '.join(old)}); pass --resume auto to continue it, "
                                       'or choose another name/out_dir')
 

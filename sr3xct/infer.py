@@ -83,8 +83,6 @@ def _check_sampling(steps, sampler, eta, n_samples):
     if int(n_samples) != n_samples or n_samples < 1: raise InputError('n_samples', f'must be a positive integer, got {n_samples!r}')
     if eta < 0: raise InputError('eta', f'must be >= 0, got {eta}')
 
-def _device_of(diffusion:GaussianDiffusion) -> torch.device:
-    return next(diffusion.model.parameters()).device
 
 
 # %% ../nbs/08_infer.ipynb #6f6c5203

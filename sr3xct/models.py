@@ -4,7 +4,6 @@
 
 # %% ../nbs/08b_models.ipynb #7abe500b
 from __future__ import annotations
-import json
 from importlib import resources
 from pathlib import Path
 import numpy as np
@@ -14,7 +13,7 @@ from .predictor import Predictor
 from .unet import UNet
 from .diffusion import GaussianDiffusion
 from .checkpoint import load_checkpoint, load_weights, load_model_file, save_model_file
-from .infer import SRModel, load_diffusion, super_resolve, as_model, check_mode, _SCHEDULE_KEYS
+from .infer import SRModel, load_diffusion, super_resolve, _SCHEDULE_KEYS
 
 # %% auto #0
 __all__ = ['model_from_parts', 'packaged_models', 'packaged_path', 'load_model', 'save_model', 'super_resolve_array']

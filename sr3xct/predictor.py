@@ -5,7 +5,6 @@
 # %% ../nbs/05b_predictor.ipynb #11520d33
 from __future__ import annotations
 import math
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor

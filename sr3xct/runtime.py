@@ -13,8 +13,8 @@ from torch import Tensor
 from .errors import InputError
 
 # %% auto #0
-__all__ = ['cpu_has_bf16', 'auto_precision', 'Precision', 'default_threads', 'set_threads', 'distributed', 'rank_world',
-           'barrier', 'init_distributed', 'close_distributed']
+__all__ = ['cpu_has_bf16', 'auto_precision', 'Precision', 'set_threads', 'distributed', 'rank_world', 'barrier',
+           'init_distributed', 'close_distributed']
 
 # %% ../nbs/00b_runtime.ipynb #c3b5538b
 @functools.cache
@@ -57,17 +57,11 @@ class Precision:
         if self.scaler and sd: self.scaler.load_state_dict(sd)
 
 # %% ../nbs/00b_runtime.ipynb #f213f3bd
-def default_threads() -> int:
-    "`OMP_NUM_THREADS` when set, else the cores this process may use shared among the local torchrun processes (>= 1)."
-    if os.environ.get('OMP_NUM_THREADS', '').isdigit() and int(os.environ['OMP_NUM_THREADS']) > 0: return int(os.environ['OMP_NUM_THREADS'])
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
-    return max(1, cores // max(1, int(os.environ.get('LOCAL_WORLD_SIZE', '1'))))
-
-def set_threads(n:int|None=None, # threads; None: `default_threads()`
+def set_threads(n:int, # CPU threads for this process's torch operations
                ) -> int:
-    "`torch.set_num_threads(n or default_threads())`; returns the count."
-    if n is not None and (int(n) != n or n < 1): raise InputError('threads', f'must be a positive integer, got {n!r}')
-    torch.set_num_threads(int(n or default_threads()))
+    "`torch.set_num_threads(n)` after checking `n`; returns the count."
+    if isinstance(n, bool) or int(n) != n or n < 1: raise InputError('threads', f'must be a positive integer, got {n!r}')
+    torch.set_num_threads(int(n))
     return torch.get_num_threads()
 
 # %% ../nbs/00b_runtime.ipynb #91cfe2a0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_train.ipynb #450ebf58
 from __future__ import annotations
-import copy, functools, json, math, os, random, re, time, warnings
+import json, math, random, re, time, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,7 +89,7 @@ class EMA:
         finally: model.load_state_dict(saved)
 
 # %% ../nbs/07_train.ipynb #46a414f9
-from .runtime import Precision, init_distributed, close_distributed, rank_world
+from .runtime import Precision, rank_world
 
 # %% ../nbs/07_train.ipynb #d275a5d9
 class ResumableSampler(DistributedSampler):

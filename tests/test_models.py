@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from sr3xct.cli import main
+from sr3xct.errors import InputError
 from sr3xct.data import sandstone
 from sr3xct.demo import lr_of, soil_test
 from sr3xct.io import VolumeMeta, write_volume, read_volume
@@ -102,7 +103,7 @@ def test_array_api_keeps_dtype(tiny):
         a = (np.random.default_rng(0).random((10, 12)) * 1000).astype(dt)
         out = super_resolve_array(a, 4, 'fidelity', checkpoint=m)
         assert out.shape == (40, 48) and out.dtype == dt
-    with pytest.raises(Exception, match='array'): super_resolve_array(np.full((4, 4), np.nan, np.float32), 4, checkpoint=m)
+    with pytest.raises(InputError, match='array: .*NaN'): super_resolve_array(np.full((4, 4), np.nan, np.float32), 4, checkpoint=m)
 
 
 def test_convert_prepare_and_python_m(tiny, tmp_path):
