@@ -4,7 +4,7 @@
     python bench/bench_samplers.py --checkpoint RUN/checkpoints/iter_NNNNNNNN.pt [--steps 10 20 50] [--ddpm-steps 50 100]
         [--mean-steps 20] [--mean-n 4] [--slices 4] [--size 256] [--precision auto] [--threads 2] [--device cpu]
 
-The model is loaded with `sr3xct.infer.load_diffusion` (EMA weights when there are any, as inference does) and each
+The model is loaded with `sr3xct.models.load_diffusion` (EMA weights when there are any, as inference does) and each
 slice is super-resolved alone with `sr3xct.infer.super_resolve` (blended tiles of the model's training size, the library
 defaults for overlap and tiles per network call), at `--precision` (default 'auto', as `sr3xct infer`). Test sets, the
 ones the demo holds out (`sr3xct.demo.demo_data`), HR cropped (centre) to --size and its LR made with
@@ -28,7 +28,8 @@ import torch
 from sr3xct.demo import demo_data, lr_of, SCALE
 from sr3xct.data import synthetic_soil
 from sr3xct.io import read_volume, IntensityScaling
-from sr3xct.infer import load_diffusion, super_resolve, tile_starts
+from sr3xct.infer import super_resolve, tile_starts
+from sr3xct.models import load_diffusion
 from sr3xct.metrics import psnr, ssim, bicubic_upsample
 from sr3xct.runtime import Precision
 

@@ -21,8 +21,11 @@ def _add_train(sub):
     p.add_argument('--resume', default=None, metavar='auto|PATH',
                    help="'auto': the newest valid checkpoint of this run (fresh start if none); or a checkpoint path "
                         "(ours or the SR3 reference's I{iter}_E{epoch} pair)")
-    p.add_argument('--init', metavar='MODEL', help="fine-tune a model: x4 (the packaged one), a model file or a checkpoint; "
-                                                   "its architecture and weights replace the config's (same as --set init=MODEL)")
+    p.add_argument('--init', metavar='MODEL', help="fine-tune a model: x4 (the packaged one), a model file, a checkpoint, or an "
+                                                   "SR3 / SR3-XCT pair prefix with --model-config; its architecture and weights replace "
+                                                   "the config's (same as --set init=MODEL)")
+    p.add_argument('--model-config', metavar='YAML', help="with --init: the SR3 / SR3-XCT YAML of a pair that records no model "
+                                                          "(its train schedule is kept; same as --set init_config=YAML)")
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. train.lr=2e-4')
     p.set_defaults(func=run_train)
 
@@ -30,7 +33,8 @@ def run_train(args) -> int:
     "Run `sr3xct train`."
     from sr3xct.config import load_config, build_trainer, resolve_config
     from sr3xct.runtime import close_distributed
-    cfg = load_config(args.config, args.set + ([f'init={args.init}'] if args.init else []))
+    extra = ([f'init={args.init}'] if args.init else []) + ([f'init_config={_model_config(args.model_config)}'] if args.model_config else [])
+    cfg = load_config(args.config, args.set + extra)
     trainer = build_trainer(cfg, resume=args.resume, where=str(resolve_config(args.config)))
     ok = False
     try:
@@ -94,11 +98,11 @@ def _add_infer(sub):
     p.add_argument('--scale', type=int, choices=[2, 4, 8], help='factor (default: the checkpoint\'s; 4 for the packaged model)')
     p.add_argument('--mode', choices=MODES, help="fidelity: the predictor, best PSNR/SSIM, one pass; realism: one refined sample "
                    "(texture, pore statistics); mean: mean and std of --n-samples samples (default: fidelity when the model has a predictor)")
-    p.add_argument('--checkpoint', help="sr3xct checkpoint or model file, or an SR3 reference pair (its _gen.pth or I{iter}_E{epoch} prefix); "
-                                        'default: the packaged model')
+    p.add_argument('--checkpoint', help="sr3xct checkpoint or model file, or an SR3 / SR3-XCT pair (its I{iter}_E{epoch} prefix, "
+                                        "_gen.safetensors or _gen.pth; needs --model-config); default: the packaged model")
     p.add_argument('-c', '--config', help='inference YAML or packaged name, e.g. inference/x4 (default: built-in defaults)')
-    p.add_argument('--model-config', help='training config (YAML or packaged name) whose model/diffusion/data.scale describe '
-                                           'a checkpoint that records none (SR3 reference pairs)')
+    p.add_argument('--model-config', metavar='YAML', help='describes a checkpoint that records no model: the SR3 / SR3-XCT YAML '
+                                                          'it was trained with, or an sr3xct training config')
     p.add_argument('--steps', type=int, help='sampling steps (realism, mean; default 20)')
     p.add_argument('--start', type=float, help="where sampling starts in the noise schedule, in (0, 1] (default: the model's; 1: pure noise)")
     p.add_argument('--sampler', choices=SAMPLERS, help='sampler (default ddim)')
@@ -127,14 +131,10 @@ def _infer_config(args):
     if cfg.mode == 'mean' and args.n_samples is None and cfg.n_samples < 2: cfg.n_samples = 4   # a mean needs several
     return cfg
 
-def _reference_settings(model_config, scale):
-    "UNet and schedule settings for a checkpoint that records none, from a training config."
-    from sr3xct.config import load_config, resolve_config, TrainConfig, to_dict
-    if not model_config: return None, None
-    tc = load_config(model_config, cls=TrainConfig)
-    if scale is not None and tc.data.scale != scale:
-        raise InputError(f'{resolve_config(model_config)}: data.scale {tc.data.scale} does not match scale {scale}')
-    return to_dict(tc.model), {k: v for k, v in to_dict(tc.diffusion).items() if k not in ('importance_sampling', 'base')}
+def _model_config(name) -> str|None:
+    "The model-config file named on the command line (a path or a packaged config name), or None."
+    from sr3xct.config import resolve_config
+    return str(resolve_config(name)) if name else None
 
 def run_infer(args) -> int:
     "Run `sr3xct infer`."
@@ -146,12 +146,12 @@ def run_infer(args) -> int:
     if args.threads is not None:   # else PyTorch's default (the physical cores; 1 per process under torchrun)
         if args.threads < 1: raise InputError('--threads', f'must be >= 1, got {args.threads}')
         set_threads(args.threads)
-    model_args, schedule = _reference_settings(args.model_config, cfg.scale)
+    model_config = _model_config(args.model_config)
     rank, world, local = init_distributed()
     ok = False
     try:
         scale = cfg.scale or (None if args.checkpoint else 4)
-        model = load_model(args.checkpoint, scale, pick_device(cfg.device, local), cfg.use_ema, model_args, schedule)
+        model = load_model(args.checkpoint, scale, pick_device(cfg.device, local), cfg.use_ema, model_config)
         scale = model.scale or scale
         if scale is None: raise InputError(args.checkpoint, 'the checkpoint records no scale: give --scale')
         res = super_resolve_volume(model, args.input, args.output, scale, axis=args.axis, tile=cfg.tile,
@@ -192,9 +192,9 @@ def _add_convert(sub):
     p = sub.add_parser('convert', help='write a weights-only model file (safetensors) from a checkpoint',
                        description='Write the networks of a checkpoint (EMA weights when it has them) and their configs as one '
                                    'safetensors model file: what `sr3xct infer --checkpoint` and `sr3xct train --init` read, and '
-                                   'what the packaged models are. SR3 reference pairs need --model-config.')
-    p.add_argument('--checkpoint', required=True, help='sr3xct checkpoint, or an SR3 reference pair (I{iter}_E{epoch} prefix)')
-    p.add_argument('--model-config', help='training config describing a checkpoint that records no model settings')
+                                   'what the packaged models are. SR3 and SR3-XCT pairs need --model-config (their YAML).')
+    p.add_argument('--checkpoint', required=True, help='sr3xct checkpoint, or an SR3 / SR3-XCT pair (I{iter}_E{epoch} prefix)')
+    p.add_argument('--model-config', metavar='YAML', help='the SR3 / SR3-XCT YAML (or an sr3xct training config) of a checkpoint that records no model')
     p.add_argument('-o', '--out', required=True, help='the .safetensors file to write')
     p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
     p.set_defaults(func=run_convert)
@@ -205,8 +205,7 @@ def run_convert(args) -> int:
     out = Path(args.out)
     if out.suffix != '.safetensors': raise InputError(out, 'the model file must end in .safetensors')
     if out.exists() and not args.overwrite: raise InputError(out, 'exists; pass --overwrite to replace it')
-    model_args, schedule = _reference_settings(args.model_config, None)
-    m = load_model(args.checkpoint, model=model_args, schedule=schedule)
+    m = load_model(args.checkpoint, model_config=_model_config(args.model_config))
     save_model(m, out)
     print(f"wrote {out} (x{m.scale}, modes {', '.join(m.modes)}) from {args.checkpoint}", file=sys.stderr)
     return 0

@@ -17,6 +17,8 @@ import yaml
 
 from .errors import InputError
 from .augment import AugmentConfig
+from .diffusion import SAMPLERS, SCHEDULES
+from .model_config import read_yaml
 
 # %% auto #0
 __all__ = ['ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'DataConfig', 'OptimConfig', 'LogConfig',
@@ -45,7 +47,7 @@ class ModelConfig:
 @dataclass
 class DiffusionConfig:
     "Noise schedule and timestep sampling (`sr3xct.diffusion.GaussianDiffusion`)."
-    schedule: Literal['linear', 'cosine'] = 'linear'
+    schedule: str = 'linear'         # one of sr3xct.diffusion.SCHEDULES
     n_timestep: int = 2000
     linear_start: float = 1e-6
     linear_end: float = 1e-2
@@ -118,7 +120,7 @@ class ValConfig:
     "The fixed validation set and the fast sampler used on it."
     n_images: int = 4
     steps: int = 20
-    sampler: Literal['ddim', 'ddpm', 'dpm++2m'] = 'ddim'
+    sampler: str = 'ddim'            # one of sr3xct.diffusion.SAMPLERS
     seed: int = 1
     start: float = 1.0               # where sampling starts (1: pure noise); recorded as the model's default
 
@@ -128,6 +130,8 @@ class TrainConfig:
     name: str = 'sr3xct'
     stage: Literal['diffusion', 'predictor'] = 'diffusion'  # what is trained: the SR3 refiner or the predictor P(LR)
     init: str | None = None          # start from a model: 'x4' (packaged), a model file or a checkpoint (its networks and weights)
+    init_config: str | None = None   # the YAML describing `init` when it records no model (SR3 / SR3-XCT pairs: their YAML)
+    init_cross_attn: bool = False    # with `init`: add cross-attention (starting at zero) to a network that has none
     seed: int = 0
     out_dir: str = 'runs/{name}'     # `{name}` is replaced by the run name
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -150,7 +154,7 @@ class InferenceConfig:
     start: float | None = None       # where sampling starts in the schedule (null: the model's; 1: pure noise)
     mode: Literal['fidelity', 'realism', 'mean'] | None = None  # null: fidelity when the model has a predictor
     steps: int = 20
-    sampler: Literal['ddim', 'ddpm', 'dpm++2m'] = 'ddim'
+    sampler: str = 'ddim'
     eta: float = 0.0
     n_samples: int = 1               # mode mean: how many samples (mean and per-voxel spread)
     tile: int | None = None          # HR tile size of the diffusion (null: the network's training size)
@@ -260,6 +264,7 @@ def _range_rules(cfg) -> list:
     "(key, value, ok, expected) for every value of `cfg` with a range."
     if isinstance(cfg, InferenceConfig):
         return [('scale', cfg.scale, cfg.scale in (None, 2, 4, 8), '2, 4 or 8'), ('steps', cfg.steps, cfg.steps >= 1, '>= 1'),
+                ('sampler', cfg.sampler, cfg.sampler in SAMPLERS, f"one of {', '.join(SAMPLERS)}"),
                 ('eta', cfg.eta, cfg.eta >= 0, '>= 0'), ('n_samples', cfg.n_samples, cfg.n_samples >= 1, '>= 1'),
                 ('start', cfg.start, cfg.start is None or 0 < cfg.start <= 1, 'in (0, 1]'),
                 ('overlap', cfg.overlap, cfg.overlap >= 0, '>= 0'), ('batch_size', cfg.batch_size, cfg.batch_size >= 1, '>= 1'),
@@ -277,6 +282,8 @@ def _range_rules(cfg) -> list:
             ('data.num_workers', d.num_workers, d.num_workers >= 0, '>= 0'), ('data.val_fraction', d.val_fraction, 0 <= d.val_fraction < 1, 'in [0, 1)'),
             ('log.print_freq', lg.print_freq, lg.print_freq >= 1, '>= 1'), ('log.save_freq', lg.save_freq, lg.save_freq >= 1, '>= 1'),
             ('log.val_freq', lg.val_freq, lg.val_freq >= 0, '>= 0 (0: no validation)'), ('log.keep_last', lg.keep_last, lg.keep_last >= 1, '>= 1'),
+            ('val.sampler', cfg.val.sampler, cfg.val.sampler in SAMPLERS, f"one of {', '.join(SAMPLERS)}"),
+            ('diffusion.schedule', cfg.diffusion.schedule, cfg.diffusion.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
             ('val.steps', cfg.val.steps, cfg.val.steps >= 1, '>= 1'), ('val.start', cfg.val.start, 0 < cfg.val.start <= 1, 'in (0, 1]'),
             ('out_dir', cfg.out_dir, _template_ok(cfg.out_dir), 'a path whose only field is {name}')]
 
@@ -323,13 +330,7 @@ def apply_overrides(d: dict, overrides, cls) -> dict:
 def load_config(name: str | Path, overrides=(), cls=TrainConfig):
     "Read a YAML config (path or packaged name), apply `--set` overrides, and return the typed `cls`."
     path = resolve_config(name)
-    try: d = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        line = getattr(getattr(e, 'problem_mark', None), 'line', None)
-        raise InputError(f"{path}: not valid YAML" + (f' (line {line + 1})' if line is not None else '')) from None
-    except OSError as e: raise InputError(f"{path}: cannot read ({e.strerror})") from None
-    if d is None: d = {}
-    if not isinstance(d, dict): raise InputError(f"{path}: the top level must be a mapping of sections")
+    d = read_yaml(path)
     return check_ranges(from_dict(cls, apply_overrides(d, overrides, cls), str(path)), str(path))
 
 # %% ../nbs/10_config.ipynb #b2cbef61
@@ -419,16 +420,26 @@ def load_init(cfg:TrainConfig, where:str='config'):
     packaged = cfg.init in ('x2', 'x4', 'x8')
     if packaged and int(cfg.init[1:]) != cfg.data.scale:
         raise InputError(f"{where}: init {cfg.init} is not data.scale {cfg.data.scale}")
-    m = load_model(None if packaged else cfg.init, cfg.data.scale)
+    m = load_model(None if packaged else cfg.init, cfg.data.scale, model_config=cfg.init_config, phase='train')
     need = m.predictor if cfg.stage == 'predictor' else m.diffusion
     if need is None: raise InputError(cfg.init, f"has no {'predictor' if cfg.stage == 'predictor' else 'diffusion'} network to fine-tune (init in {where})")
     return m
+
+def _with_cross_attn(net):
+    "`net` rebuilt with cross-attention: its weights, plus new layers whose zero output projections leave the output unchanged."
+    from sr3xct.unet import UNet
+    if net.config['use_cross_attn']: return net
+    new = UNet(**{**net.config, 'use_cross_attn': True}).to(memory_format=torch.channels_last)
+    res = new.load_state_dict(net.state_dict(), strict=False)
+    assert not res.unexpected_keys, res.unexpected_keys
+    return new
 
 def _from_init(cfg:TrainConfig, m, where:str):
     "Trained network, diffusion and base of a run that fine-tunes the model `m` (its architecture wins over the config's)."
     from sr3xct.diffusion import GaussianDiffusion, ImportanceSampler
     if cfg.stage == 'predictor': return m.predictor.train().requires_grad_(True), None, None
-    d, net = m.diffusion, m.diffusion.model.train().requires_grad_(True)
+    d = m.diffusion
+    net = (_with_cross_attn(d.model) if cfg.init_cross_attn else d.model).train().requires_grad_(True)
     ts = ImportanceSampler(d.n_timestep) if cfg.diffusion.importance_sampling else None
     diffusion = GaussianDiffusion(net, timestep_sampler=ts, **d.config)
     base = load_base(cfg.diffusion.base, where) if cfg.diffusion.base else m.predictor

@@ -113,7 +113,7 @@ def demo_config(run_dir, # where the run writes checkpoints and logs
                                              f'data.paths={json.dumps(data["train"])}',
                                              f'data.val_paths={json.dumps(data["val"])}', *overrides])
 
-def score_test_set(diffusion, # a trained diffusion (`sr3xct.infer.load_diffusion`)
+def score_test_set(diffusion, # a trained diffusion (`sr3xct.models.load_diffusion`)
                    test:dict, # {'hr': path, 'lr': path}: one of `demo_data`'s test sets
                    folder, # gets sr.tif, sr_mean.tif (+ _std), and the evaluations report_sample/ and report/
                    steps:int=20, # DDIM steps

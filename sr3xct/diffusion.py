@@ -13,25 +13,46 @@ from fastcore.basics import patch
 from .errors import InputError
 
 # %% auto #0
-__all__ = ['SAMPLERS', 'make_schedule', 'GaussianDiffusion', 'ImportanceSampler', 'respace', 'sample']
+__all__ = ['SCHEDULES', 'SAMPLERS', 'make_schedule', 'GaussianDiffusion', 'ImportanceSampler', 'respace', 'denoiser', 'posterior',
+           'sample_ddpm', 'sample_ddim', 'sample_dpmpp_2m', 'sample', 'p_mean']
 
 # %% ../nbs/06_diffusion.ipynb #452c1c21
-def make_schedule(kind:str='linear', # 'linear' (SR3 reference) or 'cosine' (Nichol & Dhariwal)
+SCHEDULES = ('linear', 'cosine', 'quad', 'warmup10', 'warmup50', 'const', 'jsd')
+
+def _warmup(linear_start, linear_end, n_timestep, frac) -> np.ndarray:
+    "Linear from `linear_start` over the first `frac` of the steps, then constant `linear_end`."
+    b = np.full(n_timestep, linear_end, dtype=np.float64)
+    w = int(n_timestep * frac)
+    b[:w] = np.linspace(linear_start, linear_end, w, dtype=np.float64)
+    return b
+
+def _check_betas(kind, linear_start, linear_end):
+    if kind == 'const' and not 0 < linear_end < 1: raise InputError('linear_end', f'need 0 < linear_end < 1, got {linear_end}')
+    if kind in ('linear', 'quad', 'warmup10', 'warmup50') and not 0 < linear_start <= linear_end < 1:
+        raise InputError('linear_start/linear_end', f'need 0 < start <= end < 1, got {linear_start}, {linear_end}')
+
+def make_schedule(kind:str='linear', # one of `SCHEDULES` (the SR3 / SR3-XCT `make_beta_schedule` kinds)
                   n_timestep:int=2000, # number of diffusion steps T
-                  linear_start:float=1e-6, # first beta (linear)
-                  linear_end:float=1e-2, # last beta (linear)
+                  linear_start:float=1e-6, # first beta (linear, quad, warmup)
+                  linear_end:float=1e-2, # last beta (linear, quad, warmup, const)
                   cosine_s:float=8e-3 # offset of the cosine schedule
                  ) -> Tensor: # (T,) float64 betas
     "The betas of a noise schedule, computed in float64."
     if int(n_timestep) != n_timestep or n_timestep < 2: raise InputError('n_timestep', f'must be an integer >= 2, got {n_timestep!r}')
-    if kind == 'linear':
-        if not 0 < linear_start <= linear_end < 1:
-            raise InputError('linear_start/linear_end', f'need 0 < start <= end < 1, got {linear_start}, {linear_end}')
-        return torch.from_numpy(np.linspace(linear_start, linear_end, int(n_timestep), dtype=np.float64))  # bit-identical to the reference
+    if kind not in SCHEDULES: raise InputError('schedule', f"unknown schedule {kind!r}; expected one of {', '.join(SCHEDULES)}")
+    _check_betas(kind, linear_start, linear_end)
+    n = int(n_timestep)
     if kind == 'cosine':
-        f = torch.cos((torch.arange(n_timestep + 1, dtype=torch.float64) / n_timestep + cosine_s) / (1 + cosine_s) * math.pi / 2) ** 2
+        f = torch.cos((torch.arange(n + 1, dtype=torch.float64) / n + cosine_s) / (1 + cosine_s) * math.pi / 2) ** 2
         return (1 - f[1:] / f[:-1]).clamp(max=0.999)
-    raise InputError('schedule', f"unknown schedule {kind!r}; expected 'linear' or 'cosine'")
+    betas = {'linear': lambda: np.linspace(linear_start, linear_end, n, dtype=np.float64),   # bit-identical to the reference
+             'quad': lambda: np.linspace(linear_start ** 0.5, linear_end ** 0.5, n, dtype=np.float64) ** 2,
+             'warmup10': lambda: _warmup(linear_start, linear_end, n, 0.1),
+             'warmup50': lambda: _warmup(linear_start, linear_end, n, 0.5),
+             'const': lambda: np.full(n, linear_end, dtype=np.float64),
+             'jsd': lambda: 1.0 / np.linspace(n, 1, n, dtype=np.float64)}[kind]()   # 1/T, 1/(T-1), ..., 1
+    return torch.from_numpy(betas)
+
 
 # %% ../nbs/06_diffusion.ipynb #aabafbad
 class GaussianDiffusion(nn.Module):
@@ -52,7 +73,7 @@ class GaussianDiffusion(nn.Module):
         if not residual_scale > 0: raise InputError('residual_scale', f'must be > 0, got {residual_scale!r}')
         self.residual, self.residual_scale = bool(residual), float(residual_scale) if residual else 1.0
         betas = make_schedule(schedule, n_timestep, linear_start, linear_end)
-        ab = torch.cumprod(1 - betas, 0)
+        ab = torch.cumprod(1 - betas, 0).clamp(min=1e-20)   # 'jsd' ends at alpha_bar 0
         if timestep_sampler is not None and getattr(timestep_sampler, 'n_timestep', n_timestep) != n_timestep:
             raise InputError('timestep_sampler', f'has n_timestep={timestep_sampler.n_timestep}, the diffusion {n_timestep}')
         self.n_timestep, self.alpha_bar64 = int(n_timestep), ab
@@ -212,8 +233,6 @@ class ImportanceSampler:
         self.losses, self.counts = sd['losses'].double().clone(), sd['counts'].long().clone()
 
 # %% ../nbs/06_diffusion.ipynb #36f04576
-SAMPLERS = ('ddim', 'ddpm', 'dpm++2m')
-
 def respace(n_timestep:int, # T of the diffusion
             steps:int, # number of sampling steps
             alpha_bar:Tensor|None=None, # (T,) alpha_bar, needed for spacing 'logsnr'
@@ -231,67 +250,116 @@ def respace(n_timestep:int, # T of the diffusion
     for i in range(1, steps): ts[i] = max(min(ts[i], ts[i - 1] - 1), steps - 1 - i)   # strictly descending, room left
     return ts
 
-# %% ../nbs/06_diffusion.ipynb #5ebfaac6
-def _step_x0(d, condition, x, ab:float, clip:bool):
-    "Network call at level `ab`: (noise prediction, x0 estimate) with the image clipped to [-1, 1] and the noise re-derived."
-    gamma = torch.full((len(x), 1), math.sqrt(ab), device=x.device, dtype=x.dtype)
-    eps = d.eps(condition, x, gamma)
-    x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
-    if clip:
-        x0 = d.to_diffused(d.to_image(x0, condition).clamp(-1, 1), condition); eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
-    return eps, x0
+# %% ../nbs/06_diffusion.ipynb #7cda6b3a
+def denoiser(diffusion, # a `GaussianDiffusion` (or a stand-in with `eps`, `to_image`, `to_diffused`)
+             condition:Tensor, # the condition the network sees
+             clip:bool=True, # clip each x0 estimate to [-1, 1] (in image space) and re-derive the noise
+            ):
+    "`denoise(x, alpha_bar) -> (eps, x0)`: the network at level `alpha_bar`, in the diffused space."
+    d = diffusion
+    def denoise(x:Tensor, ab:float):
+        gamma = torch.full((len(x), 1), math.sqrt(ab), device=x.device, dtype=x.dtype)
+        eps = d.eps(condition, x, gamma)
+        x0 = (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
+        if clip:
+            x0 = d.to_diffused(d.to_image(x0, condition).clamp(-1, 1), condition)
+            eps = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+        return eps, x0
+    return denoise
 
-def _sample_one(d, condition, ts, sampler, eta, generator, callback, clip):
-    "One sample path over the steps `ts` (descending)."
-    ab = d.alpha_bar64
+def posterior(x:Tensor, # x_t
+              x0:Tensor, # the x0 estimate
+              a_t:float, # alpha_bar at x_t
+              a_s:float, # alpha_bar of the next (less noisy) level, a_s > a_t
+             ) -> tuple[Tensor, float]: # mean and standard deviation of x_s
+    "The DDPM posterior q(x_s | x_t, x0): its mean and standard deviation (log variance floored at 1e-20 as in SR3)."
+    beta = 1 - a_t / a_s
+    mean = beta * math.sqrt(a_s) / (1 - a_t) * x0 + (1 - a_s) * math.sqrt(1 - beta) / (1 - a_t) * x
+    return mean, math.exp(0.5 * math.log(max(beta * (1 - a_s) / (1 - a_t), 1e-20)))
+
+# %% ../nbs/06_diffusion.ipynb #804908c3
+def _randn(x:Tensor, generator) -> Tensor: return _rand(x.shape, generator, x.device, 'randn').to(x.dtype)
+
+def _levels(alpha_bars): return list(zip(alpha_bars[:-1], alpha_bars[1:]))
+
+def sample_ddpm(denoise, x:Tensor, alpha_bars:list, generator=None, callback=None, eta:float=0.0) -> Tensor:
+    "Ancestral sampling: a draw from the DDPM posterior at every step, its mean at the last."
+    for i, (a_t, a_s) in enumerate(_levels(alpha_bars)):
+        eps, x0 = denoise(x, a_t)
+        if callback is not None: callback({'i': i, 'x': x, 'x0': x0, 'alpha_bar': a_t})
+        mean, std = posterior(x, x0, a_t, a_s)
+        x = mean + std * _randn(x, generator) if i + 2 < len(alpha_bars) else mean
+    return x
+
+def sample_ddim(denoise, x:Tensor, alpha_bars:list, generator=None, callback=None, eta:float=0.0) -> Tensor:
+    "DDIM (Song et al.): deterministic for `eta=0`, as much noise as DDPM for `eta=1`."
+    n = len(alpha_bars) - 1
+    for i, (a_t, a_s) in enumerate(_levels(alpha_bars)):
+        eps, x0 = denoise(x, a_t)
+        if callback is not None: callback({'i': i, 'x': x, 'x0': x0, 'alpha_bar': a_t})
+        sig = eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)) if i + 1 < n else 0.0
+        x = math.sqrt(a_s) * x0 + math.sqrt(max(1 - a_s - sig ** 2, 0.0)) * eps
+        if sig > 0: x = x + sig * _randn(x, generator)
+    return x
+
+def sample_dpmpp_2m(denoise, x:Tensor, alpha_bars:list, generator=None, callback=None, eta:float=0.0) -> Tensor:
+    "DPM-Solver++(2M) (Lu et al.): second-order multistep in log-SNR on the x0 estimates, first order at the ends."
+    x0_prev = h_prev = None
+    for i, (a_t, a_s) in enumerate(_levels(alpha_bars)):
+        eps, x0 = denoise(x, a_t)
+        if callback is not None: callback({'i': i, 'x': x, 'x0': x0, 'alpha_bar': a_t})
+        if a_s >= 1.0: return x0
+        h = 0.5 * math.log(a_s / (1 - a_s)) - 0.5 * math.log(a_t / (1 - a_t))
+        D = x0 if x0_prev is None else (1 + h / (2 * h_prev)) * x0 - h / (2 * h_prev) * x0_prev
+        x = math.sqrt((1 - a_s) / (1 - a_t)) * x - math.sqrt(a_s) * math.expm1(-h) * D
+        x0_prev, h_prev = x0, h
+    return x
+
+SAMPLERS = {'ddim': sample_ddim, 'ddpm': sample_ddpm, 'dpm++2m': sample_dpmpp_2m}
+
+# %% ../nbs/06_diffusion.ipynb #c2754486
+def _start_noise(diffusion, condition, top:int, generator) -> Tensor:
+    "The starting state: pure noise, or for a truncated start `sqrt(1 - alpha_bar)` noise (x_t of a zero-mean x0)."
     x = _rand(condition.shape, generator, condition.device, 'randn').to(condition.dtype)
-    if ts[0] < d.n_timestep - 1: x = math.sqrt(1 - float(ab[ts[0]])) * x   # a truncated start: x_t of a zero-mean x0
-    x0_prev, h_prev = None, None
-    for i, t in enumerate(ts):
-        a_t = float(ab[t]); a_s = float(ab[ts[i + 1]]) if i + 1 < len(ts) else 1.0
-        eps, x0 = _step_x0(d, condition, x, a_t, clip)
-        if callback is not None: callback(i, d.to_image(x0, condition))
-        if sampler == 'ddpm':
-            beta = 1 - a_t / a_s
-            c1, c2 = beta * math.sqrt(a_s) / (1 - a_t), (1 - a_s) * math.sqrt(1 - beta) / (1 - a_t)
-            logvar = math.log(max(beta * (1 - a_s) / (1 - a_t), 1e-20))
-            x = c1 * x0 + c2 * x
-            if i + 1 < len(ts): x = x + math.exp(0.5 * logvar) * _rand(x.shape, generator, x.device, 'randn').to(x.dtype)
-        elif sampler == 'ddim':
-            sig = eta * math.sqrt((1 - a_s) / (1 - a_t) * (1 - a_t / a_s)) if i + 1 < len(ts) else 0.0
-            x = math.sqrt(a_s) * x0 + math.sqrt(max(1 - a_s - sig ** 2, 0.0)) * eps
-            if sig > 0: x = x + sig * _rand(x.shape, generator, x.device, 'randn').to(x.dtype)
-        else:   # dpm++2m, data prediction, lower order at the first and the last step
-            if i + 1 == len(ts): x = x0; break
-            lam_t, lam_s = 0.5 * math.log(a_t / (1 - a_t)), 0.5 * math.log(a_s / (1 - a_s))
-            h = lam_s - lam_t
-            D = x0 if x0_prev is None else (1 + h / (2 * h_prev)) * x0 - h / (2 * h_prev) * x0_prev
-            x = math.sqrt((1 - a_s) / (1 - a_t)) * x - math.sqrt(a_s) * math.expm1(-h) * D
-            x0_prev, h_prev = x0, h
-    return d.to_image(x, condition)
+    return x if top == diffusion.n_timestep else math.sqrt(1 - float(diffusion.alpha_bar64[top - 1])) * x
 
 @torch.no_grad()
 def sample(diffusion:GaussianDiffusion, # the diffusion with its (eval-mode) network
            condition:Tensor, # bicubic-upsampled LR (B, 1, H, W) in [-1, 1]
            steps:int=20, # number of network evaluations
-           sampler:str='ddim', # 'ddim', 'ddpm' or 'dpm++2m'
+           sampler:str='ddim', # a name in `SAMPLERS`
            eta:float=0.0, # DDIM noise (0: deterministic)
            generator:torch.Generator|None=None, # RNG on the condition's device, for reproducible samples
-           callback=None, # `callback(step:int, x0:Tensor)` sees each step's x0 estimate
+           callback=None, # `callback(info)` sees each step: a dict with `i`, `x`, `x0` (image space), `alpha_bar`
            n_samples:int=1, # samples per input; > 1 returns their mean and per-pixel std
            clip:bool=True, # clip each x0 estimate to [-1, 1]
            spacing:str='logsnr', # step spacing for `respace`
            start:float=1.0, # where in the schedule to start: 1 = pure noise; < 1 (residual diffusion) = noise of that level
           ) -> Tensor|tuple[Tensor, Tensor]: # SR (B, 1, H, W), or (mean, std) when n_samples > 1
     "Super-resolve `condition`: one sample, or the mean and standard deviation of `n_samples`."
-    if sampler not in SAMPLERS: raise InputError('sampler', f'unknown sampler {sampler!r}; expected one of {SAMPLERS}')
+    if sampler not in SAMPLERS: raise InputError('sampler', f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     if condition.ndim != 4: raise InputError('condition', f'expected (B, C, H, W), got shape {tuple(condition.shape)}')
     if eta < 0: raise InputError('eta', f'must be >= 0, got {eta}')
     if int(n_samples) != n_samples or n_samples < 1: raise InputError('n_samples', f'must be an integer >= 1, got {n_samples!r}')
     if not 0 < start <= 1: raise InputError('start', f'must be in (0, 1], got {start!r}')
     top = int(round(start * (diffusion.n_timestep - 1))) + 1
     ts = respace(top, steps, diffusion.alpha_bar64[:top], spacing)
-    outs = [_sample_one(diffusion, condition, ts, sampler, eta, generator, callback, clip) for _ in range(int(n_samples))]
+    alpha_bars = [float(diffusion.alpha_bar64[t]) for t in ts] + [1.0]
+    cb = None if callback is None else lambda info: callback({**info, 'x0': diffusion.to_image(info['x0'], condition)})
+    denoise = denoiser(diffusion, condition, clip)
+    outs = [diffusion.to_image(SAMPLERS[sampler](denoise, _start_noise(diffusion, condition, top, generator), alpha_bars,
+                                                 generator, cb, eta), condition) for _ in range(int(n_samples))]
     if n_samples == 1: return outs[0]
     s = torch.stack(outs)
     return s.mean(0), s.std(0)
+
+# %% ../nbs/06_diffusion.ipynb #34a7b706
+@torch.no_grad()
+def p_mean(diffusion:GaussianDiffusion, condition:Tensor, # the condition (B, 1, H, W)
+           x:Tensor, # x_t in the diffused space
+           t:int, # the training step, 0..T-1
+           clip:bool=True) -> Tensor: # the mean of x_{t-1} (x0's estimate at t = 0)
+    "Mean of the reverse step p(x_{t-1} | x_t) at step `t` (SR3's `p_mean_variance`)."
+    ab = diffusion.alpha_bar64
+    a_t, a_s = float(ab[t]), (float(ab[t - 1]) if t > 0 else 1.0)
+    return posterior(x, denoiser(diffusion, condition, clip)(x, a_t)[1], a_t, a_s)[0]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_infer.ipynb #bef4e827
 from __future__ import annotations
-import hashlib, inspect, json, math, os, sys
+import hashlib, json, math, os, sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np
@@ -15,14 +15,12 @@ from torch import Tensor
 from .errors import InputError
 from .io import VolumeMeta, IntensityScaling, open_volume, _imagej_kwargs, _to_meta_dtype, _check_target, _write_shape
 from .data import degrade, upsample, default_scaling
-from .unet import UNet
 from .diffusion import GaussianDiffusion, sample, SAMPLERS
-from .checkpoint import load_checkpoint, load_weights
 from .runtime import Precision, rank_world, barrier
 
 # %% auto #0
 __all__ = ['MODES', 'tile_starts', 'blend_window', 'tiled_apply', 'SRModel', 'as_model', 'check_mode', 'predict', 'TiledDenoiser',
-           'super_resolve', 'load_diffusion', 'ResumableWriter', 'super_resolve_volume']
+           'super_resolve', 'ResumableWriter', 'super_resolve_volume']
 
 # %% ../nbs/08_infer.ipynb #2a983ead
 def tile_starts(n:int, # image size along one axis
@@ -78,7 +76,7 @@ def tiled_apply(fn, # maps tiles (N, C, tile, tile) to outputs (N, K, tile, tile
 
 # %% ../nbs/08_infer.ipynb #d1704e05
 def _check_sampling(steps, sampler, eta, n_samples):
-    if sampler not in SAMPLERS: raise InputError('sampler', f'unknown sampler {sampler!r}; expected one of {SAMPLERS}')
+    if sampler not in SAMPLERS: raise InputError('sampler', f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
     if int(steps) != steps or steps < 1: raise InputError('steps', f'must be a positive integer, got {steps!r}')
     if int(n_samples) != n_samples or n_samples < 1: raise InputError('n_samples', f'must be a positive integer, got {n_samples!r}')
     if eta < 0: raise InputError('eta', f'must be >= 0, got {eta}')
@@ -200,49 +198,6 @@ def super_resolve(model, # an `SRModel` (or a bare `GaussianDiffusion`: refines 
                      start=model.start if start is None else start)
     if mode == 'mean': return out[0].float().clamp(-1, 1), out[1].float()
     return out.float().clamp(-1, 1)
-
-# %% ../nbs/08_infer.ipynb #e17f16c9
-_SCHEDULE_KEYS = ('schedule', 'n_timestep', 'linear_start', 'linear_end', 'residual', 'residual_scale')
-
-def _unet_args(cfg:dict) -> dict:
-    "Complete UNet constructor arguments: defaults filled in, sequences as lists, a lone `attn_res` as a list."
-    ps = inspect.signature(UNet.__init__).parameters
-    a = {k: p.default for k, p in ps.items() if k != 'self'} | dict(cfg)
-    if isinstance(a.get('attn_res'), int): a['attn_res'] = [a['attn_res']]
-    return {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in a.items()}
-
-def load_diffusion(checkpoint, # an sr3xct checkpoint or an SR3 reference pair (`_gen.pth`, `_opt.pth` or their prefix)
-                   model:dict|None=None, # UNet constructor arguments; required when the checkpoint records none
-                   schedule:dict|None=None, # schedule, n_timestep, linear_start, linear_end (default: the checkpoint's, else SR3's)
-                   scale:int|None=None, # the scale asked for, checked against the checkpoint's
-                   use_ema:bool=True, # the EMA weights when the checkpoint has them
-                   device='cpu', # where the network goes
-                  ) -> tuple[GaussianDiffusion, dict]: # the diffusion (eval mode) and {'scale', 'image_size', 'format', 'path', 'weights'}
-    "Rebuild the network of `checkpoint`, check it against the settings given, and wrap it in a `GaussianDiffusion`."
-    ck = load_checkpoint(checkpoint)
-    path = Path(checkpoint)
-    cfg = ck.get('config') or {}
-    ck_model, ck_sched = cfg.get('model'), cfg.get('diffusion')
-    ck_scale = (cfg.get('data') or {}).get('scale')
-    if model is not None and ck_model is not None:
-        a, b = _unet_args(model), _unet_args(ck_model)
-        diff = [k for k in a if a[k] != b.get(k)]
-        if diff: raise InputError(path, f'config does not match the checkpoint: model.{diff[0]} is {a[diff[0]]!r} in the config, '
-                                        f'{b.get(diff[0])!r} in the checkpoint')
-    args = model if model is not None else ck_model
-    if args is None: raise InputError(path, 'the checkpoint records no model settings (an SR3 reference pair?); give the '
-                                            "UNet's settings (a training config's model section, use_cross_attn: false)")
-    if scale is not None and ck_scale is not None and int(scale) != int(ck_scale):
-        raise InputError(path, f'trained for scale {ck_scale}, but scale {scale} was asked for')
-    try: net = UNet(**args)
-    except (InputError, TypeError) as e: raise InputError(path, f'cannot build its UNet: {e}') from None
-    weights = 'ema' if use_ema and ck.get('ema') else 'model'
-    load_weights(net, ck[weights], path)
-    sched = {k: v for k, v in {**(ck_sched or {}), **(schedule or {})}.items() if k in _SCHEDULE_KEYS}
-    if torch.device(device).type == 'cpu': net = net.to(memory_format=torch.channels_last)   # faster convolutions on CPU
-    d = GaussianDiffusion(net, **sched).to(device).eval()
-    return d, dict(scale=ck_scale if scale is None else int(scale), image_size=net.config['image_size'],
-                   format=ck['format'], path=str(path), weights=weights)
 
 # %% ../nbs/08_infer.ipynb #0a49046f
 def _atomic_json(path:Path, obj):

@@ -11,12 +11,14 @@ import torch
 from .errors import InputError
 from .predictor import Predictor
 from .unet import UNet
-from .diffusion import GaussianDiffusion
-from .checkpoint import load_checkpoint, load_weights, load_model_file, save_model_file
-from .infer import SRModel, load_diffusion, super_resolve, _SCHEDULE_KEYS
+from .diffusion import GaussianDiffusion, make_schedule
+from .checkpoint import load_checkpoint, load_weights, load_model_file, save_model_file, MODEL_FORMAT
+from .model_config import checkpoint_constructors, SCHEDULE_KEYS
+from .infer import SRModel, super_resolve
 
 # %% auto #0
-__all__ = ['model_from_parts', 'packaged_models', 'packaged_path', 'load_model', 'save_model', 'super_resolve_array']
+__all__ = ['model_from_parts', 'packaged_models', 'packaged_path', 'load_model', 'load_diffusion', 'save_model',
+           'super_resolve_array']
 
 # %% ../nbs/08b_models.ipynb #3a1cba94
 def _build(cls, cfg, path, what:str):
@@ -38,7 +40,7 @@ def model_from_parts(constructors:dict, # {'predictor': config, 'unet': config, 
     if 'unet' in constructors:
         net = load_weights(_build(UNet, constructors['unet'], path, 'UNet'), weights.get('unet') or {}, path)
         if torch.device(device).type == 'cpu': net = net.to(memory_format=torch.channels_last)   # faster convolutions on CPU
-        sched = {k: v for k, v in (constructors.get('diffusion') or {}).items() if k in _SCHEDULE_KEYS}
+        sched = {k: v for k, v in (constructors.get('diffusion') or {}).items() if k in SCHEDULE_KEYS}
         diff = GaussianDiffusion(net, **sched).to(device).eval().requires_grad_(False)
     if pred is None and diff is None: raise InputError(path, 'holds neither a predictor nor a diffusion network')
     scale = constructors.get('scale', pred.config['scale'] if pred is not None else None)
@@ -67,37 +69,74 @@ def packaged_path(scale:int) -> Path:
     return found[f'x{scale}']['path']
 
 # %% ../nbs/08b_models.ipynb #ae71e24d
-def load_model(checkpoint=None, # None (the packaged model), a model file, an sr3xct checkpoint or an SR3 reference pair
+def _checkpoint_parts(ck:dict, path, use_ema:bool, model_config, phase:str) -> tuple[dict, dict, str]:
+    "(constructors, weights, which state) of a checkpoint: the EMA weights when asked for and present."
+    cons = checkpoint_constructors(ck, path, model_config, phase)
+    key = 'ema' if use_ema and ck.get('ema') else 'model'
+    parts = {k: v for k, v in cons.items() if k != 'base'}
+    weights = {'unet' if 'unet' in cons else 'predictor': ck[key]}
+    if cons.get('base'): parts['predictor'], weights['predictor'] = cons['base']['predictor'], cons['base']['weights']
+    return parts, weights, key
+
+def _check_schedule(ck:dict, path, model_config):
+    "An `InputError` when the schedule an SR3 file stores is not the training schedule its model config describes."
+    stored = ck.get('alphas_cumprod')
+    if stored is None or model_config is None: return
+    sched = checkpoint_constructors(ck, path, model_config, 'train').get('diffusion') or {}
+    kw = {k: v for k, v in sched.items() if k in ('n_timestep', 'linear_start', 'linear_end')}
+    ab = torch.cumprod(1 - make_schedule(sched.get('schedule', 'linear'), **kw), 0)
+    if ab.shape != stored.shape or not torch.allclose(ab, stored.double(), rtol=1e-4, atol=1e-12):
+        raise InputError(path, f"its stored noise schedule ({len(stored)} steps) is not the training schedule its model config "
+                               f"describes ({sched.get('schedule', 'linear')}, {len(ab)} steps): is that this model's YAML?")
+
+def _is_model_file(path:Path) -> bool:
+    "True for a safetensors file written by `save_model_file` (not an SR3-XCT `_gen.safetensors`)."
+    if path.suffix != '.safetensors' or not path.is_file(): return False
+    try:
+        from safetensors import safe_open
+        with safe_open(str(path), framework='pt') as f: return (f.metadata() or {}).get('format') == MODEL_FORMAT
+    except Exception: return True   # unreadable: let load_model_file say so
+
+def load_model(checkpoint=None, # None (the packaged model), a model file, an sr3xct checkpoint, or an SR3 / SR3-XCT pair
                scale:int|None=None, # the factor asked for: picks the packaged model, checked against the file's
                device='cpu', # where the networks go
                use_ema:bool=True, # a checkpoint's EMA weights when it has them
-               model:dict|None=None, # UNet settings for a checkpoint that records none (SR3 reference pairs)
-               schedule:dict|None=None, # schedule settings for such a checkpoint
+               model_config=None, # for a checkpoint that records no model: its YAML (SR3 / SR3-XCT, or an sr3xct training config) or a constructors dict
+               phase:str='val', # the schedule of an SR3 YAML: 'val' (inference) or 'train' (fine-tuning)
               ) -> SRModel:
     "An `SRModel` from any source (see the table above), eval mode, on `device`."
     if checkpoint is None:
         if scale is None: raise InputError('scale', 'give the scale of the packaged model to use (2, 4 or 8), or a checkpoint')
         checkpoint = packaged_path(scale)
     path = Path(checkpoint)
-    if path.suffix == '.safetensors':
+    if _is_model_file(path):
         mf = load_model_file(path)
         m = model_from_parts(mf['constructors'], mf['weights'], path, device)
+        m.info.update(format=mf['format'], weights='model')
     else:
         ck = load_checkpoint(path)
-        cons = ck.get('constructors')
-        if isinstance(cons, dict) and model is None:
-            key = 'ema' if use_ema and ck.get('ema') else 'model'
-            net = 'predictor' if 'predictor' in cons else 'unet'
-            base = cons.get('base') or {}
-            parts = {**({k: v for k, v in cons.items() if k != 'base'}), **({'predictor': base['predictor']} if base else {})}
-            m = model_from_parts(parts, {net: ck[key], 'predictor': base['weights']} if base else {net: ck[key]}, path, device)
-        else:
-            diffusion, info = load_diffusion(path, model, schedule, scale, use_ema, device)
-            m = SRModel(info['scale'], None, diffusion, info)
+        src = Path(ck['files'][0]) if ck.get('files') else path   # the file read (a pair's prefix names two)
+        _check_schedule(ck, src, model_config)
+        parts, weights, key = _checkpoint_parts(ck, src, use_ema, model_config, phase)
+        m = model_from_parts(parts, weights, src, device)
+        m.info.update(format=ck['format'], weights=key)
     if scale is not None and m.scale is not None and int(scale) != m.scale:
         raise InputError(path, f'trained for scale {m.scale}, but scale {scale} was asked for')
-    m.info.setdefault('path', str(path))
+    if m.scale is None and scale is not None: m.scale = int(scale)
+    m.info.update(scale=m.scale, image_size=m.diffusion.model.config['image_size'] if m.diffusion is not None else None)
     return m
+
+def load_diffusion(checkpoint, # anything `load_model` reads that holds a diffusion network
+                   model_config=None, # as for `load_model`
+                   scale:int|None=None, # the scale asked for, checked against the checkpoint's
+                   use_ema:bool=True, # the EMA weights when the checkpoint has them
+                   device='cpu', # where the network goes
+                   phase:str='val', # as for `load_model`
+                  ) -> tuple[GaussianDiffusion, dict]: # the diffusion (eval mode) and {'scale', 'image_size', 'format', 'path', 'weights'}
+    "The diffusion network of `checkpoint` alone, and what was loaded."
+    m = load_model(checkpoint, scale, device, use_ema, model_config, phase)
+    if m.diffusion is None: raise InputError(checkpoint, 'holds a predictor only, no diffusion network')
+    return m.diffusion, m.info
 
 def save_model(model:SRModel, # what to save (its networks' current weights)
                path, # the .safetensors file

@@ -136,11 +136,12 @@ class ResnetBlocWithAttn(nn.Module):
                  with_attn:bool=False, # self-attention after the ResNet block
                  context_channel:int|None=None, # cross-attention to a context this wide (None: none)
                  n_head:int=4, # cross-attention heads
-                 level:int=0): # which context map (pyramid level) this block reads
+                 level:int=0, # which context map (pyramid level) this block reads
+                 attn_heads:int=1): # self-attention heads
         super().__init__()
         self.with_attn, self.level = with_attn, level
         self.res_block = ResnetBlock(dim, dim_out, noise_level_emb_dim, norm_groups, dropout)
-        if with_attn: self.attn = SelfAttention(dim_out, norm_groups=norm_groups)
+        if with_attn: self.attn = SelfAttention(dim_out, attn_heads, norm_groups)
         self.cross_attn = CrossAttention(dim_out, context_channel, n_head, norm_groups) if context_channel else None
 
     def forward(self, x:Tensor, noise_embed:Tensor, context:list[Tensor]|None=None) -> Tensor:
@@ -175,6 +176,10 @@ def _check_config(cfg:dict):
     for w in [C] + [C * m for m in cfg['channel_mults']]:
         if w % g: raise InputError('norm_groups', f'{g} groups do not divide the width {w}')
     if C % 2: raise InputError('inner_channel', f'{C} must be even (sin/cos noise embedding)')
+    heads = cfg.get('attn_heads', 1)
+    if not isinstance(heads, int) or heads < 1: raise InputError('attn_heads', f'must be an integer >= 1, got {heads!r}')
+    for w in [C * m for m in cfg['channel_mults']]:
+        if w % heads: raise InputError('attn_heads', f'{heads} heads do not divide the width {w}')
     if cfg['res_blocks'] < 1: raise InputError('res_blocks', f"{cfg['res_blocks']} must be >= 1")
 
 def _is_channels_last(w:Tensor) -> bool:
@@ -207,21 +212,22 @@ class UNet(nn.Module):
                  image_size:int=256, # the training resolution; only fixes where attention is
                  use_cross_attn:bool=True, # add the condition encoder and cross-attention blocks
                  cross_attn_heads:int=4, # heads of each CrossAttention
-                 context_channel:int|None=None): # condition-encoder width (None: inner_channel)
+                 context_channel:int|None=None, # condition-encoder width (None: inner_channel)
+                 attn_heads:int=1): # self-attention heads (1: the SR3 reference; SR3-XCT uses 4)
         super().__init__()
         attn_res = [attn_res] if isinstance(attn_res, int) else [int(r) for r in attn_res]
         self.config = dict(in_channel=in_channel, out_channel=out_channel, inner_channel=inner_channel,
                            norm_groups=norm_groups, channel_mults=[int(m) for m in channel_mults], attn_res=attn_res,
                            res_blocks=res_blocks, dropout=dropout, image_size=image_size,
                            use_cross_attn=use_cross_attn, cross_attn_heads=cross_attn_heads,
-                           context_channel=context_channel)
+                           context_channel=context_channel, attn_heads=attn_heads)
         _check_config(self.config)
         n = len(channel_mults)
         self.in_channel, self.out_channel, self.n_levels = in_channel, out_channel, n
         self.attn_levels = [i for i in range(n) if image_size // 2**i in attn_res]
         self.cross_attn_levels = sorted(set(self.attn_levels) | {n - 1}) if use_cross_attn else []
         cc = (context_channel or inner_channel) if use_cross_attn else None
-        emb = dict(noise_level_emb_dim=inner_channel, norm_groups=norm_groups, dropout=dropout, n_head=cross_attn_heads)
+        emb = dict(noise_level_emb_dim=inner_channel, norm_groups=norm_groups, dropout=dropout, n_head=cross_attn_heads, attn_heads=attn_heads)
         attn = lambda i: dict(with_attn=i in self.attn_levels, level=i,
                               context_channel=cc if i in self.attn_levels else None)
 

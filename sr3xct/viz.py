@@ -66,7 +66,7 @@ def record_trajectory(diffusion, # a `GaussianDiffusion` with its network
     from sr3xct.diffusion import sample
     x0s = []
     sr = sample(diffusion, condition, steps=steps, sampler=sampler, generator=generator,
-                callback=lambda i, x0: x0s.append(x0[0, 0].detach().float().cpu()))
+                callback=lambda info: x0s.append(info['x0'][0, 0].detach().float().cpu()))
     return sr, x0s
 
 def plot_trajectory(x0s:list, # x0 estimates, first step first

@@ -10,7 +10,8 @@ from sr3xct.errors import InputError
 from sr3xct.io import VolumeMeta, read_volume, write_volume
 from sr3xct.unet import UNet
 from sr3xct.checkpoint import save_checkpoint
-from sr3xct.infer import load_diffusion, super_resolve_volume, tiled_apply
+from sr3xct.infer import super_resolve_volume, tiled_apply
+from sr3xct.models import load_diffusion
 
 TINY = dict(inner_channel=8, norm_groups=4, channel_mults=[1, 2], attn_res=[], res_blocks=1, image_size=32, use_cross_attn=False)
 KW = dict(overlap=8, steps=2, progress=False)
@@ -38,7 +39,8 @@ def test_kill_and_resume(tmp_path):
     "A process killed with SIGKILL mid-volume leaves no output; the rerun computes only the missing slices and equals a clean run."
     ck, lr = _ckpt(tmp_path / 'm.pt'), _lr(tmp_path / 'lr.tif', (8, 12, 12))
     script = (f"import torch, time; torch.set_num_threads(1)\n"
-              f"from sr3xct.infer import load_diffusion, super_resolve_volume\n"
+              f"from sr3xct.infer import super_resolve_volume\n"
+              f"from sr3xct.models import load_diffusion\n"
               f"d, _ = load_diffusion({str(ck)!r})\n"
               f"m = d.model; f = m.forward\n"
               f"def slow(*a):\n    time.sleep(0.05); return f(*a)\n"
@@ -135,11 +137,11 @@ def test_bad_input_leaves_nothing(tmp_path):
     "Wrong scale, another architecture, config/checkpoint mismatch, bad input file: one InputError naming the file, no output."
     ck = _ckpt(tmp_path / 'm.pt')
     with pytest.raises(InputError, match=r'm\.pt: trained for scale 4, but scale 8'): load_diffusion(ck, scale=8)
-    with pytest.raises(InputError, match=r'm\.pt: config does not match the checkpoint: model\.channel_mults'):
-        load_diffusion(ck, model={**TINY, 'channel_mults': [1, 2, 4]})
+    with pytest.raises(InputError, match=r'm\.pt: the model config does not match the checkpoint: unet\.channel_mults'):
+        load_diffusion(ck, {'unet': {**TINY, 'channel_mults': [1, 2, 4]}})
     bare = _ckpt(tmp_path / 'bare.pt', config=False)
     with pytest.raises(InputError, match=r'bare\.pt: weights do not fit the model'):
-        load_diffusion(bare, model={**TINY, 'inner_channel': 16})
+        load_diffusion(bare, {'unet': {**TINY, 'inner_channel': 16}})
     with pytest.raises(InputError, match='records no model settings'): load_diffusion(bare)
     d, _ = load_diffusion(ck)
     (tmp_path / 'junk.tif').write_bytes(b'not a tiff at all')
@@ -154,7 +156,7 @@ def test_reference_checkpoint(shared, tmp_path):
     ref = shared / 'fixtures' / 'sr3_reference_checkpoint' / 'I1000_E3'
     cfg = torch.load(shared / 'fixtures' / 'sr3_reference_unet_small.pt', weights_only=True)['config']
     with pytest.raises(InputError, match='records no model settings'): load_diffusion(ref)
-    d, info = load_diffusion(ref, model={**cfg, 'use_cross_attn': False}, scale=4)
+    d, info = load_diffusion(ref, {'unet': {**cfg, 'use_cross_attn': False}}, scale=4)
     assert info['format'] == 'sr3-reference' and d.n_timestep == 2000
     r = super_resolve_volume(d, _lr(tmp_path / 'lr.tif', (1, 8, 8)), tmp_path / 'sr.tif', 4, **KW)
     assert read_volume(r['output'])[0].shape == (1, 32, 32)

@@ -78,10 +78,10 @@ def test_model_config_must_match_checkpoint(job):
     train = {'model': {**TINY, 'inner_channel': 16}, 'data': {'scale': 4, 'patch': 32}}
     (job / 'train.yaml').write_text(yaml.safe_dump(train))
     rc, _, err = run(*base(job), '--model-config', job / 'train.yaml')
-    assert rc == 2 and 'config does not match the checkpoint: model.inner_channel' in err
-    (job / 'train8.yaml').write_text(yaml.safe_dump({**train, 'data': {'scale': 8, 'patch': 32}}))
+    assert rc == 2 and 'the model config does not match the checkpoint: unet.inner_channel is 16' in err
+    (job / 'train8.yaml').write_text(yaml.safe_dump({'model': TINY, 'data': {'scale': 8, 'patch': 32}}))
     rc, _, err = run(*base(job), '--model-config', job / 'train8.yaml')
-    assert rc == 2 and 'data.scale 8 does not match scale 4' in err
+    assert rc == 2 and 'the model config is for scale 8, the checkpoint for 4' in err
     assert not (job / 'sr.tif').exists()
 
 

@@ -125,3 +125,15 @@ def test_convert_prepare_and_python_m(tiny, tmp_path):
     assert sorted(p.name for p in (tmp_path / 'prep').iterdir()) == ['hr_32', 'lr_8', 'prepare.json', 'sr_8_32']
     r = subprocess.run([sys.executable, '-m', 'sr3xct', 'models'], capture_output=True, text=True)
     assert r.returncode == 0 and 'x4' in r.stdout
+
+
+def test_old_checkpoint_fixture_still_loads(repo):
+    "A checkpoint as sr3xct wrote them before `constructors` (the training config only) rebuilds its network from that config."
+    path = repo / 'tests' / 'fixtures' / 'old_checkpoint.pt'
+    ck = torch.load(path, weights_only=True)
+    assert 'constructors' not in ck and ck['config']['diffusion']['schedule'] == 'cosine'
+    m = load_model(path)
+    assert (m.scale, m.modes, m.diffusion.n_timestep, m.diffusion.config['schedule']) == (4, ('realism', 'mean'), 100, 'cosine')
+    assert m.info['weights'] == 'ema' and torch.equal(m.diffusion.model.downs[0].weight, ck['ema']['downs.0.weight'])
+    assert load_model(path, use_ema=False).info['weights'] == 'model'
+    with pytest.raises(InputError, match='trained for scale 4, but scale 8'): load_model(path, scale=8)
