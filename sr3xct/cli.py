@@ -240,6 +240,7 @@ def _add_eval(sub):
     p.add_argument('--sr', required=True, help='SR volume (.tif or folder)')
     p.add_argument('--hr', required=True, help='HR volume: the ground truth')
     p.add_argument('--lr', help='LR volume: adds the bicubic baseline')
+    p.add_argument('--std', help="the SR's std volume (infer --mode mean): a map in the figure (default: SR_std.tif beside the SR, if there)")
     p.add_argument('--out', required=True, help='report folder')
     p.add_argument('--threshold', type=float, help='pore/solid grey level (default: Otsu of HR)')
     p.add_argument('--pore', choices=['dark', 'bright'], default='dark', help='pores are dark (default) or bright')
@@ -251,7 +252,7 @@ def run_eval(args) -> int:
     "Run `sr3xct eval`: print the table, write the report."
     from sr3xct.report import evaluate
     from sr3xct.metrics import to_markdown
-    t = evaluate(args.sr, args.hr, args.lr, args.out, args.threshold, args.pore, args.data_range, args.overwrite)
+    t = evaluate(args.sr, args.hr, args.lr, args.out, args.threshold, args.pore, args.data_range, args.overwrite, std=args.std)
     print(to_markdown(t))
     print(f"wrote {', '.join(t['files']['report'])}", file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ from .errors import InputError
 from .io import VolumeMeta, IntensityScaling, open_volume, _imagej_kwargs, _to_meta_dtype, _check_target, _write_shape
 from .data import degrade, upsample, default_scaling
 from .diffusion import GaussianDiffusion, sample, SAMPLERS
-from .runtime import Precision, rank_world, barrier
+from .runtime import Precision, rank_world, barrier, progress_interval
 
 # %% auto #0
 __all__ = ['MODES', 'tile_starts', 'blend_window', 'tiled_apply', 'SRModel', 'as_model', 'check_mode', 'predict', 'TiledDenoiser',
@@ -396,7 +396,7 @@ def _run_slices(model, reader, writers, plan, scaling, scale, axis, tile, overla
     done = set.intersection(*[w.done() for w in writers])
     todo = [g for k, g in enumerate(plan['groups']) if k % world == rank and not set(g) <= done]
     bar = tqdm(total=n, initial=len(done), unit='slice', desc=f'SR x{scale}', disable=not progress or rank != 0, dynamic_ncols=True,
-               mininterval=1.0 if sys.stderr.isatty() else 30.0)
+               mininterval=progress_interval())
     computed = 0
     for g in todo:
         lr = torch.stack([torch.from_numpy(scaling.forward(reader.slice(z, axis))) for z in g])[:, None]

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_metrics.ipynb #56399949
 from __future__ import annotations
-import math
+import itertools, math
 import numpy as np, torch, torch.nn.functional as F
 from scipy import ndimage, fft as sfft
 from skimage import measure, filters
@@ -13,8 +13,8 @@ from .losses import ssim_map
 
 # %% auto #0
 __all__ = ['METRICS', 'check_image', 'check_same', 'psnr', 'ssim', 'otsu_threshold', 'pore_mask', 'porosity', 'local_thickness',
-           'pore_size_distribution', 'two_point_correlation', 'specific_surface_area', 'euler_characteristic',
-           'bicubic_upsample', 'compare', 'to_markdown']
+           'pore_size_distribution', 'default_r_max', 'two_point_correlation', 'specific_surface_area',
+           'euler_characteristic', 'bicubic_upsample', 'compare', 'to_markdown']
 
 # %% ../nbs/04_metrics.ipynb #9c7841c4
 def check_image(a, # a 2D image or a 3D volume
@@ -96,41 +96,89 @@ def porosity(image, threshold:float|None=None, pore:str='dark') -> float:
     return float(pore_mask(image, threshold, pore).mean())
 
 # %% ../nbs/04_metrics.ipynb #3d59aba5
-def local_thickness(mask:np.ndarray, # boolean pore mask (2D or 3D)
-                    radii=None) -> np.ndarray: # radii to test (voxels); default 1 .. max distance
-    "Local thickness (radius, voxels) of every pore voxel; 0 in the solid."
-    dt = ndimage.distance_transform_edt(mask)
-    radii = np.arange(1, int(dt.max()) + 1) if radii is None else np.sort(np.asarray(radii, float))
-    lt = np.zeros(mask.shape, np.float64)
-    for r in radii[::-1]:
-        seeds = dt >= r
-        if not seeds.any(): continue
-        cover = (ndimage.distance_transform_edt(~seeds) < r) & mask & (lt == 0)
-        lt[cover] = r
-    return lt
+def _ball_offsets(r2:int, # squared radius
+                  ndim:int) -> np.ndarray:
+    "Integer offsets `o` with `|o|^2 < r2` (a digital open ball), nearest first."
+    r = math.isqrt(max(r2 - 1, 0))
+    g = np.stack(np.meshgrid(*[np.arange(-r, r + 1)] * ndim, indexing='ij'), -1).reshape(-1, ndim)
+    g = g[(g ** 2).sum(1) < r2]
+    return g[np.argsort((g ** 2).sum(1), kind='stable')]
 
-def pore_size_distribution(image, threshold:float|None=None, pore:str='dark', radii=None) -> dict:
-    "Pore-volume fraction by local-thickness radius: `{'radius', 'fraction', 'mean_radius'}` (voxels)."
+def _reach_table(r2_max:int, # the largest squared radius
+                 steps:np.ndarray) -> np.ndarray: # (S, ndim) neighbour offsets
+    "`t[r2, j]`: the largest `|o - steps[j]|^2` over the ball `|o|^2 < r2`, for r2 = 0 .. r2_max (-1 for an empty ball)."
+    o = _ball_offsets(r2_max, steps.shape[1])
+    n = np.searchsorted((o ** 2).sum(1), np.arange(r2_max + 1))   # offsets in each ball (nearest first)
+    t = np.full((r2_max + 1, len(steps)), -1, np.int64)
+    for j, s in enumerate(steps):
+        far = np.maximum.accumulate(((o - s) ** 2).sum(1)) if len(o) else np.zeros(0, np.int64)
+        t[n > 0, j] = far[n[n > 0] - 1]
+    return t
+
+def _ball_centres(d2:np.ndarray) -> np.ndarray: # squared distance to the solid (0 in the solid)
+    "Pore voxels whose inscribed ball lies inside no neighbour's ball: the only balls a local thickness needs."
+    steps = np.array([s for s in itertools.product((-1, 0, 1), repeat=d2.ndim) if any(s)])
+    reach, pad, keep = _reach_table(int(d2.max()), steps), np.pad(d2, 1), d2 > 0
+    for j, s in enumerate(steps):
+        neighbour = pad[tuple(slice(1 + a, 1 + a + n) for a, n in zip(s, d2.shape))]
+        keep &= reach[d2, j] >= neighbour   # reach < neighbour's d2: the ball is inside the neighbour's
+    return keep
+
+# %% ../nbs/04_metrics.ipynb #a596f362
+def _paint_balls(d2:np.ndarray, # squared distance to the solid
+                 centres:np.ndarray, # boolean: where balls are centred
+                 chunk:int=1 << 22) -> np.ndarray: # voxel writes per batch (memory)
+    "The largest squared radius `d2[c]` of the balls `|x - c|^2 < d2[c]` that contain each voxel `x` (0: none)."
+    pad = math.isqrt(max(int(d2.max()) - 1, 0))   # the largest offset in any ball
+    out = np.zeros([n + 2 * pad for n in d2.shape], np.int64)
+    flat_out = out.reshape(-1)
+    strides = np.array(out.strides) // out.itemsize
+    r2 = d2[centres]; order = np.argsort(-r2, kind='stable')
+    r2, flat = r2[order], ((np.argwhere(centres) + pad) @ strides)[order]
+    values, starts = np.unique(-r2, return_index=True)
+    for v, a, b in zip(-values, starts, list(starts[1:]) + [len(r2)]):
+        off = _ball_offsets(int(v), d2.ndim) @ strides
+        step = max(1, chunk // len(off))
+        for i in range(a, b, step):
+            idx = (flat[i:min(b, i + step), None] + off).ravel()
+            flat_out[idx] = np.maximum(flat_out[idx], v)   # larger balls came first
+    return out[tuple(slice(pad, pad + n) for n in d2.shape)]
+
+def local_thickness(mask:np.ndarray) -> np.ndarray: # boolean pore mask (2D or 3D)
+    "Local thickness of every pore voxel: the radius (voxels) of the largest inscribed ball containing it; 0 in the solid."
+    m = np.asarray(mask, bool)
+    if m.all(): return np.full(m.shape, np.inf)   # no wall: unbounded
+    if not m.any(): return np.zeros(m.shape)
+    d2 = np.rint(ndimage.distance_transform_edt(m) ** 2).astype(np.int64)   # exact: integer squared distances
+    return np.sqrt(_paint_balls(d2, _ball_centres(d2))).astype(np.float64)
+
+# %% ../nbs/04_metrics.ipynb #adde1003
+def pore_size_distribution(image, threshold:float|None=None, pore:str='dark') -> dict:
+    "Pore-volume fraction by local-thickness radius in unit bins centred on integers: `{'radius', 'fraction', 'mean_radius'}` (voxels)."
     m = pore_mask(image, threshold, pore)
     if not m.any(): return {'radius': np.zeros(0), 'fraction': np.zeros(0), 'mean_radius': 0.0}
     if m.all(): return {'radius': np.zeros(0), 'fraction': np.zeros(0), 'mean_radius': float('nan')}
-    v = local_thickness(m, radii)[m]
-    r, n = np.unique(v, return_counts=True)
-    return {'radius': r, 'fraction': n / n.sum(), 'mean_radius': float(v.mean())}
+    v = local_thickness(m)[m]
+    n = np.bincount(np.rint(v).astype(np.int64))[1:]   # every pore voxel has thickness >= 1
+    return {'radius': np.arange(1, len(n) + 1), 'fraction': n / n.sum(), 'mean_radius': float(v.mean())}
 
 # %% ../nbs/04_metrics.ipynb #afd457c4
+def default_r_max(shape:tuple) -> int:
+    "The largest lag of `two_point_correlation` by default: half the longest side, at most 64 voxels."
+    return max(1, min(64, max(shape) // 2))
+
 def _autocorr(a:np.ndarray, r_max:int) -> tuple:
     "Non-periodic autocorrelation sums and pair counts for every lag up to r_max per axis."
-    shape = [sfft.next_fast_len(n + r_max) for n in a.shape]
+    shape = [sfft.next_fast_len(n + min(r_max, n - 1)) for n in a.shape]   # no wrap-around for any lag used
     ac = lambda x: sfft.irfftn(np.abs(sfft.rfftn(x, shape)) ** 2, shape)
     return ac(a.astype(np.float64)), ac(np.ones(a.shape)), shape
 
 def two_point_correlation(image, threshold:float|None=None, pore:str='dark',
-                          r_max:int|None=None) -> dict: # largest distance (voxels); default min(64, smallest side // 2)
+                          r_max:int|None=None) -> dict: # largest distance (voxels); default `default_r_max(shape)`
     "Radially averaged pore-pore two-point probability: `{'r', 's2', 'porosity', 'correlation_length'}`."
     m = pore_mask(image, threshold, pore)
-    r_max = min(64, min(m.shape) // 2) if r_max is None else int(r_max)
-    if not 0 < r_max < min(m.shape): raise InputError('r_max', f'must be in 1..{min(m.shape) - 1}, got {r_max}')
+    r_max = default_r_max(m.shape) if r_max is None else int(r_max)
+    if not 0 < r_max < max(m.shape): raise InputError('r_max', f'must be in 1..{max(m.shape) - 1}, got {r_max}')
     s, n, shape = _autocorr(m, r_max)
     lags = np.meshgrid(*[np.where(np.arange(p) <= p // 2, np.arange(p), np.arange(p) - p) for p in shape], indexing='ij')
     dist = np.sqrt(sum(l.astype(np.float64) ** 2 for l in lags))
@@ -226,7 +274,7 @@ def compare(sr, # super-resolved image/volume
         rows['ssim'][c] = None if c == 'hr' else ssim(img, hr, dr)
         for k, v in _soil(img, t, pore, voxel_size).items(): rows[k][c] = v
     return {'columns': list(imgs), 'metrics': rows, 'threshold': t, 'data_range': dr, 'scale': scale,
-            'pore': pore, 'voxel_size': voxel_size, 'shape': tuple(hr.shape)}
+            'pore': pore, 'voxel_size': voxel_size, 'shape': tuple(hr.shape), 'r_max': default_r_max(hr.shape)}
 
 # %% ../nbs/04_metrics.ipynb #5f8a1d21
 def _fmt(v, digits:int) -> str:
@@ -240,4 +288,15 @@ def to_markdown(table:dict, # the output of `compare`
     cols = table['columns']
     lines = ['| metric | ' + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
     lines += [f'| {k} | ' + ' | '.join(_fmt(v.get(c), digits) for c in cols) + ' |' for k, v in table['metrics'].items()]
-    return '\n'.join(lines) + f"\n\nthreshold {table['threshold']:.4g} (Otsu of HR unless given), data range {table['data_range']:g}\n"
+    return '\n'.join(lines) + f"\n\nthreshold {table['threshold']:.4g} (Otsu of HR unless given), data range {table['data_range']:g}\n" + _notes(table)
+
+def _notes(table:dict) -> str:
+    "Why a correlation length is missing: the footnote under the table."
+    cl, phi = table['metrics'].get('correlation_length', {}), table['metrics'].get('porosity', {})
+    nan = [c for c, v in cl.items() if isinstance(v, float) and math.isnan(v)]
+    if not nan: return ''
+    full = [c for c in nan if phi.get(c) in (0.0, 1.0)]
+    far = [c for c in nan if c not in full]
+    r = table.get('r_max', 0) * table.get('voxel_size', 1.0)
+    out = f"\ncorrelation_length nan ({', '.join(far)}): S2 has not decayed to 1/e within r <= {r:g} {table.get('unit', 'voxel units')}, the largest lag the volume allows; the pores are correlated over more than it shows.\n" if far else ''
+    return out + (f"\ncorrelation_length nan ({', '.join(full)}): all pore or all solid.\n" if full else '')

@@ -11,29 +11,39 @@ from matplotlib.figure import Figure
 from .errors import InputError
 from .io import read_volume, atomic_path
 from .metrics import compare, to_markdown, pore_size_distribution, two_point_correlation, bicubic_upsample
-from .viz import show_images
+from .viz import show_images, InlineFigure
 
 # %% auto #0
-__all__ = ['REPORT_FILES', 'load_triplet', 'curves', 'report_figure', 'evaluate']
+__all__ = ['REPORT_FILES', 'std_beside', 'load_triplet', 'curves', 'report_figure', 'evaluate']
 
 # %% ../nbs/08a_report.ipynb #a54f7d7e
 REPORT_FILES = ('report.md', 'report.json', 'report.png')
 
+def std_beside(sr) -> Path|None:
+    "The std volume `sr3xct infer --mode mean` writes beside its output (`NAME_std.tif` for `NAME.tif`), if it is there."
+    p = Path(sr); q = p.with_name(f'{p.stem}_std{p.suffix}')
+    return q if q.exists() else None
+
 def load_triplet(sr, # SR volume file
                  hr, # HR volume file (the ground truth)
                  lr=None, # LR volume file (adds the bicubic baseline)
-                ) -> dict: # {'sr', 'hr', 'lr' (or None), 'meta' (HR's), 'scale' (or None)}
-    "Read SR, HR and LR volumes and check that they belong together; `InputError` naming the file that does not."
+                 std=None, # the SR's per-voxel std (mode 'mean'): shown beside the error map
+                ) -> dict: # {'sr', 'hr', 'lr', 'std' (or None), 'meta' (HR's), 'scale' (or None)}
+    "Read SR, HR, LR and std volumes and check that they belong together; `InputError` naming the file that does not."
     (s, _), (h, meta) = read_volume(sr), read_volume(hr)
     if s.shape != h.shape: raise InputError(sr, f'shape {s.shape} does not match the HR volume {hr} of shape {h.shape}')
     two_d = h.shape[0] == 1   # a single image: 2D metrics
-    out = {'sr': s[0] if two_d else s, 'hr': h[0] if two_d else h, 'lr': None, 'meta': meta, 'scale': None}
+    out = {'sr': s[0] if two_d else s, 'hr': h[0] if two_d else h, 'lr': None, 'std': None, 'meta': meta, 'scale': None}
     if lr is not None:
         l, _ = read_volume(lr)
         k = h.shape[-1] // l.shape[-1] if l.shape[-1] else 0
         if l.shape[0] != h.shape[0] or k < 1 or (l.shape[1] * k, l.shape[2] * k) != h.shape[1:]:
             raise InputError(lr, f'shape {l.shape} is not the HR volume {hr} of shape {h.shape} downsampled in-plane by an integer factor')
         out.update(lr=l[0] if two_d else l, scale=k)
+    if std is not None:
+        d, _ = read_volume(std)
+        if d.shape != s.shape: raise InputError(std, f'shape {d.shape} does not match the SR volume {sr} of shape {s.shape}')
+        out['std'] = d[0] if two_d else d
     return out
 
 # %% ../nbs/08a_report.ipynb #68b34722
@@ -47,7 +57,8 @@ def _plain(x):
 
 def curves(images:dict, # name -> image/volume
            threshold:float, pore:str='dark',
-           max_slices:int=8) -> dict: # S2 is averaged over this many evenly spaced slices
+           max_slices:int=8, # S2 is averaged over this many evenly spaced slices
+           voxel_size:float=1.0) -> dict: # in-plane voxel size: radius and r come out in its unit
     "Pore-size distribution (whole volume) and in-plane two-point correlation (mean over slices) of each image at one threshold."
     out = {}
     for k, a in images.items():
@@ -55,43 +66,82 @@ def curves(images:dict, # name -> image/volume
         sl = a if a.ndim == 3 else a[None]
         zs = np.unique(np.linspace(0, len(sl) - 1, min(len(sl), max_slices)).round().astype(int))
         s2s = [two_point_correlation(sl[z], threshold, pore) for z in zs]
-        out[k] = {'radius': psd['radius'], 'fraction': psd['fraction'], 'r': s2s[0]['r'],
+        out[k] = {'radius': psd['radius'] * voxel_size, 'fraction': psd['fraction'], 'r': s2s[0]['r'] * voxel_size,
                   's2': np.mean([s['s2'] for s in s2s], axis=0)}
     return out
 
 # %% ../nbs/08a_report.ipynb #13a96ea0
-def _crop(a:np.ndarray, size:int) -> tuple:
-    "Slices of the central `size` x `size` window (or the whole image when smaller)."
-    h, w = a.shape[-2:]; ch, cw = min(size, h), min(size, w)
-    return slice((h - ch) // 2, (h - ch) // 2 + ch), slice((w - cw) // 2, (w - cw) // 2 + cw)
+def _crop(a:np.ndarray, size:int, scale:int=1) -> tuple:
+    "Slices of the central `size` x `size` window (or the whole image when smaller), on multiples of `scale` (the LR grid)."
+    def one(n:int) -> slice:
+        c = max(scale, min(size, n) // scale * scale); o = (n - c) // 2 // scale * scale
+        return slice(o, o + c)
+    return tuple(one(n) for n in a.shape[-2:])
+
+def _slice(v:np.ndarray, z:int|None) -> np.ndarray:
+    "Slice `z` of a volume (the middle one when None), or the image itself, as float32."
+    return (v[len(v) // 2 if z is None else z] if v.ndim == 3 else v).astype(np.float32)
+
+def _heat_map(ax, m:np.ndarray, title:str, fig):
+    "A non-negative map (error, std) in magma from 0 to its 99.5th percentile, with a colour bar."
+    im = ax.imshow(m, cmap='magma', vmin=0, vmax=float(np.percentile(m, 99.5)) or 1.0)
+    ax.set_title(title); ax.set_xticks([]); ax.set_yticks([]); fig.colorbar(im, ax=ax, shrink=0.8)
+
+def _plot_curves(ax, curves:dict, unit:str):
+    "Pore-size distribution and two-point correlation of every image, lengths in `unit`."
+    for k, c in curves.items():
+        ax[0].plot(c['radius'], c['fraction'], 'o-' if len(c['radius']) < 30 else '-', ms=3, label=k)
+        ax[1].plot(c['r'], c['s2'], label=k)
+    ax[0].set(xlabel=f'local thickness radius ({unit})', ylabel='pore volume fraction', title='pore-size distribution')
+    ax[1].set(xlabel=f'r ({unit}, in-plane)', ylabel='S2(r)', title='two-point correlation (pore)')
+    for a in ax: a.legend()
 
 def report_figure(images:dict, # 'bicubic' (optional), 'sr', 'hr': volumes or images of one shape
                   curves:dict, # the output of `curves`
+                  lr=None, # the LR input (volume or image): shown first, over the same window
+                  std=None, # the SR's per-voxel std (mode 'mean'), like 'sr': a map beside the error
+                  unit:str='voxels', # the unit of the curves' lengths
                   z:int|None=None, # slice to show (default: the middle one)
                   crop:int=256, # crop size (HR pixels)
                  ) -> Figure:
-    "Crops side by side with a zoomed inset, the error map, pore-size and two-point curves."
-    sl = {k: (v[len(v) // 2 if z is None else z] if v.ndim == 3 else v).astype(np.float32) for k, v in images.items()}
-    ys, xs = _crop(sl['hr'], crop)
-    crops = {k: v[ys, xs] for k, v in sl.items()}
+    "LR, bicubic, SR and HR crops with a zoomed inset; the error (and std) map; pore-size and two-point curves."
+    sl = {k: _slice(v, z) for k, v in images.items()}
+    s = 1 if lr is None else sl['hr'].shape[-1] // lr.shape[-1]
+    ys, xs = _crop(sl['hr'], crop, s)
+    crops = {'LR': _slice(lr, z)[ys.start // s:ys.stop // s, xs.start // s:xs.stop // s]} if lr is not None else {}
+    crops.update({k: v[ys, xs] for k, v in sl.items()})
     h, w = crops['hr'].shape
-    s = max(8, min(h, w) // 4)
-    fig = Figure(figsize=(13, 8.5), layout='constrained')
+    zs = max(8, min(h, w) // 4)
+    fig = InlineFigure(figsize=(3.3 * max(len(crops), 4), 8.5), layout='constrained')
     top, bottom = fig.subfigures(2, 1)
-    show_images(crops, zoom=((h - s) // 2, (w - s) // 2, s), axes=top.subplots(1, len(crops)))
-    ax = bottom.subplots(1, 3)
-    err = np.abs(crops['sr'] - crops['hr'])
-    im = ax[0].imshow(err, cmap='magma', vmin=0, vmax=float(np.percentile(err, 99.5)) or 1.0)
-    ax[0].set_title('|SR - HR|'); ax[0].set_xticks([]); ax[0].set_yticks([]); bottom.colorbar(im, ax=ax[0], shrink=0.8)
-    for k, c in curves.items():
-        ax[1].plot(c['radius'], c['fraction'], 'o-' if len(c['radius']) < 30 else '-', ms=3, label=k)
-        ax[2].plot(c['r'], c['s2'], label=k)
-    ax[1].set(xlabel='local thickness radius (voxels)', ylabel='pore volume fraction', title='pore-size distribution')
-    ax[2].set(xlabel='r (pixels, in-plane)', ylabel='S2(r)', title='two-point correlation (pore)')
-    for a in ax[1:]: a.legend()
+    show_images(crops, zoom=((h - zs) // 2, (w - zs) // 2, zs), axes=top.subplots(1, len(crops)))
+    maps = {'|SR - HR|': np.abs(crops['sr'] - crops['hr'])}
+    if std is not None: maps['std of the SR samples'] = _slice(std, z)[ys, xs]
+    ax = bottom.subplots(1, len(maps) + 2)
+    for a, (t, m) in zip(ax, maps.items()): _heat_map(a, m, t, bottom)
+    _plot_curves(ax[-2:], curves, unit)
     return fig
 
 # %% ../nbs/08a_report.ipynb #41f6ec4c
+def _check_out(out:Path|None, overwrite:bool):
+    "Refuse a report folder that is a file, or that holds report files (unless `overwrite`), before any work."
+    if out is None: return
+    if out.exists() and not out.is_dir(): raise InputError(out, 'exists and is not a folder')
+    for f in REPORT_FILES:
+        if (out / f).exists() and not overwrite: raise InputError(out / f, 'exists; pass overwrite=True (--overwrite) to replace it')
+
+def _write_report(out:Path, table:dict, images:dict, t:dict, overwrite:bool):
+    "report.md, report.json and report.png, each written atomically."
+    out.mkdir(parents=True, exist_ok=True)
+    f = table['files']
+    md = f"# SR evaluation\n\nSR `{f['sr']}` vs HR `{f['hr']}`" + (f", bicubic from LR `{f['lr']}` (x{t['scale']})" if f['lr'] else '') + \
+         (f", std of the SR samples `{f['std']}`" if f['std'] else '') + f"; shape {t['hr'].shape}, lengths in {table['unit']}.\n\n" + to_markdown(table)
+    with atomic_path(out / 'report.md', overwrite) as p: p.write_text(md)
+    with atomic_path(out / 'report.json', overwrite) as p: p.write_text(json.dumps(_plain(table), indent=1, allow_nan=False))
+    fig = report_figure(images, table['curves'], lr=t['lr'], std=t['std'], unit=table['unit'])
+    with atomic_path(out / 'report.png', overwrite) as p: fig.savefig(p, format='png', dpi=90)
+    f['report'] = [str(out / n) for n in REPORT_FILES]
+
 def evaluate(sr, # SR volume (a TIFF or a folder of slices)
              hr, # HR volume: the ground truth
              lr=None, # LR volume: adds the bicubic column
@@ -100,14 +150,13 @@ def evaluate(sr, # SR volume (a TIFF or a folder of slices)
              pore:str='dark', # 'dark' or 'bright' pores
              data_range:float|None=None, # for PSNR/SSIM; default the HR dtype's range (needed for float data)
              overwrite:bool=False, # replace existing report files
-            ) -> dict: # the `compare` table, plus 'curves' and 'files'
+             std=None, # the SR's std volume (mode 'mean'); default `std_beside(sr)`
+            ) -> dict: # the `compare` table, plus 'unit', 'curves' and 'files'
     "Compare bicubic, SR and HR; write the Markdown table, the JSON and the PNG figure to `out_dir`."
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        if out.exists() and not out.is_dir(): raise InputError(out, 'exists and is not a folder')
-        for f in REPORT_FILES:
-            if (out / f).exists() and not overwrite: raise InputError(out / f, 'exists; pass overwrite=True (--overwrite) to replace it')
-    t = load_triplet(sr, hr, lr)
+    _check_out(out, overwrite)
+    std = std_beside(sr) if std is None else std
+    t = load_triplet(sr, hr, lr, std)
     if data_range is None and not np.issubdtype(t['hr'].dtype, np.integer):
         raise InputError(hr, f'{t["hr"].dtype} data: give the data range for PSNR/SSIM (--data-range), it is never guessed')
     vs = t['meta'].voxel_size
@@ -120,15 +169,7 @@ def evaluate(sr, # SR volume (a TIFF or a folder of slices)
     table['unit'] = t['meta'].unit if vs else 'voxels'
     images = {'bicubic': bicubic_upsample(t['lr'], t['scale'])} if t['lr'] is not None else {}
     images.update(sr=t['sr'], hr=t['hr'])
-    table['curves'] = curves(images, table['threshold'], pore)
-    table['files'] = {'sr': str(sr), 'hr': str(hr), 'lr': None if lr is None else str(lr)}
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        md = f"# SR evaluation\n\nSR `{sr}` vs HR `{hr}`" + (f", bicubic from LR `{lr}` (x{t['scale']})" if lr else '') + \
-             f"; shape {t['hr'].shape}, lengths in {table['unit']}.\n\n" + to_markdown(table)
-        with atomic_path(out / 'report.md', overwrite) as p: p.write_text(md)
-        with atomic_path(out / 'report.json', overwrite) as p: p.write_text(json.dumps(_plain(table), indent=1, allow_nan=False))
-        fig = report_figure(images, table['curves'])
-        with atomic_path(out / 'report.png', overwrite) as p: fig.savefig(p, format='png', dpi=90)
-        table['files']['report'] = [str(out / f) for f in REPORT_FILES]
+    table['curves'] = curves(images, table['threshold'], pore, voxel_size=table['voxel_size'])
+    table['files'] = {k: None if v is None else str(v) for k, v in dict(sr=sr, hr=hr, lr=lr, std=std).items()}
+    if out is not None: _write_report(out, table, images, t, overwrite)
     return table

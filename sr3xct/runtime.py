@@ -4,7 +4,7 @@
 
 # %% ../nbs/00b_runtime.ipynb #1c26c5c3
 from __future__ import annotations
-import functools, os
+import functools, os, sys
 from contextlib import nullcontext
 from pathlib import Path
 import torch
@@ -13,8 +13,8 @@ from torch import Tensor
 from .errors import InputError
 
 # %% auto #0
-__all__ = ['cpu_has_bf16', 'auto_precision', 'Precision', 'set_threads', 'distributed', 'rank_world', 'barrier',
-           'init_distributed', 'close_distributed']
+__all__ = ['cpu_has_bf16', 'auto_precision', 'Precision', 'set_threads', 'progress_interval', 'distributed', 'rank_world',
+           'barrier', 'init_distributed', 'close_distributed']
 
 # %% ../nbs/00b_runtime.ipynb #c3b5538b
 @functools.cache
@@ -63,6 +63,12 @@ def set_threads(n:int, # CPU threads for this process's torch operations
     if isinstance(n, bool) or int(n) != n or n < 1: raise InputError('threads', f'must be a positive integer, got {n!r}')
     torch.set_num_threads(int(n))
     return torch.get_num_threads()
+
+# %% ../nbs/00b_runtime.ipynb #61f54137
+def progress_interval(stream=None) -> float: # default `sys.stderr`, where tqdm writes
+    "Seconds between progress-bar refreshes: 1 on a terminal, 30 when written to a file or a pipe."
+    stream = sys.stderr if stream is None else stream
+    return 1.0 if getattr(stream, 'isatty', lambda: False)() else 30.0
 
 # %% ../nbs/00b_runtime.ipynb #91cfe2a0
 def distributed() -> bool:

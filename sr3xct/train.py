@@ -89,7 +89,7 @@ class EMA:
         finally: model.load_state_dict(saved)
 
 # %% ../nbs/07_train.ipynb #46a414f9
-from .runtime import Precision, rank_world
+from .runtime import Precision, rank_world, progress_interval
 
 # %% ../nbs/07_train.ipynb #d275a5d9
 class ResumableSampler(DistributedSampler):
@@ -376,7 +376,7 @@ class ProgressBar(Callback):
     order = 60
     def before_fit(self, t):
         from tqdm.auto import tqdm
-        self.bar = tqdm(total=t.n_iter, initial=t.state.iter, dynamic_ncols=True, desc='train')
+        self.bar = tqdm(total=t.n_iter, initial=t.state.iter, dynamic_ncols=True, desc='train', mininterval=progress_interval())
     def after_iter(self, t):
         self.bar.update(1)
         log = getattr(t.state, 'last_log', None)

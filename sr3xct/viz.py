@@ -13,7 +13,16 @@ from matplotlib.figure import Figure
 from .errors import InputError
 
 # %% auto #0
-__all__ = ['show_images', 'record_trajectory', 'plot_trajectory', 'read_log', 'plot_training_log', 'plot_uncertainty', 'Viewer']
+__all__ = ['InlineFigure', 'show_images', 'record_trajectory', 'plot_trajectory', 'read_log', 'plot_training_log',
+           'plot_uncertainty', 'Viewer']
+
+# %% ../nbs/09_viz.ipynb #5cd0b340
+class InlineFigure(Figure):
+    "A matplotlib `Figure` that shows itself as a PNG in any Jupyter kernel (no pyplot, no backend needed)."
+    def _repr_png_(self) -> bytes:
+        buf = _io.BytesIO()
+        self.savefig(buf, format='png', bbox_inches='tight')
+        return buf.getvalue()
 
 # %% ../nbs/09_viz.ipynb #a41a9b62
 def _np(a) -> np.ndarray:
@@ -28,7 +37,7 @@ def _axes(n:int, axes=None, size:float=3.2, ncols:int|None=None):
     "`n` axes: the given ones, or a new figure's."
     if axes is not None: return axes[0].figure, list(axes)
     ncols = ncols or n
-    fig = Figure(figsize=(size * ncols, size * math.ceil(n / ncols)), layout='constrained')
+    fig = InlineFigure(figsize=(size * ncols, size * math.ceil(n / ncols)), layout='constrained')
     return fig, list(np.atleast_1d(fig.subplots(math.ceil(n / ncols), ncols)).ravel())[:n]
 
 def show_images(images:dict, # title -> 2D image (numpy or tensor); sizes may differ (e.g. LR)

@@ -76,3 +76,24 @@ def test_single_images(tmp_path):
     write_volume(tmp_path / 'hr.tif', hr, meta); write_volume(tmp_path / 'lr.tif', lr, meta)
     rep = evaluate(tmp_path / 'hr.tif', tmp_path / 'hr.tif', tmp_path / 'lr.tif', tmp_path / 'out')
     assert rep['shape'] == (64, 64) and rep['scale'] == 2 and rep['metrics']['ssim']['sr'] == pytest.approx(1)
+
+
+def test_std_units_and_thin_volume_notes(triplet, capsys):
+    "Issue 14 item 12: the std beside the SR is found, the curves are in the table's unit, nan correlation lengths are explained."
+    from sr3xct.cli import main
+    tmp, hr, sr = triplet
+    write_volume(tmp / 'sr_std.tif', np.abs(sr.astype(np.float32) - hr), VolumeMeta('float32', 3, (3.0, 3.0, 3.0), 'um'))
+    assert main(['eval', '--sr', str(tmp / 'sr.tif'), '--hr', str(tmp / 'hr.tif'), '--lr', str(tmp / 'lr.tif'), '--out', str(tmp / 'o')]) == 0
+    j = json.loads((tmp / 'o' / 'report.json').read_text())
+    assert j['files']['std'] == str(tmp / 'sr_std.tif') and j['unit'] == 'um'
+    assert j['curves']['hr']['radius'][0] == 3.0 and j['curves']['hr']['r'][1] == 3.0   # one voxel = 3 um
+    assert 'sr_std.tif' in (tmp / 'o' / 'report.md').read_text()
+    assert np.isfinite(j['metrics']['correlation_length']['hr'])   # 3 slices: in-plane lags reach far enough
+    write_volume(tmp / 'bad_std.tif', np.zeros((3, 8, 8), np.float32), VolumeMeta('float32', 3))
+    with pytest.raises(InputError, match=r'bad_std\.tif: shape'):
+        evaluate(tmp / 'sr.tif', tmp / 'hr.tif', out_dir=tmp / 'o2', std=tmp / 'bad_std.tif')
+    yy, xx = np.mgrid[:48, :48]
+    big = np.where((yy - 24) ** 2 + (xx - 24) ** 2 < 30 ** 2, 0, 200).astype(np.uint8)   # one pore wider than the image
+    write_volume(tmp / 'big.tif', big, VolumeMeta('uint8', 2, (3.0, 3.0, 3.0), 'um'))
+    rep = evaluate(tmp / 'big.tif', tmp / 'big.tif', out_dir=tmp / 'o3')
+    assert 'correlation_length nan (sr, hr): S2 has not decayed to 1/e within r <= 72 um' in (tmp / 'o3' / 'report.md').read_text()
