@@ -19,11 +19,11 @@ from .errors import InputError
 from .augment import AugmentConfig
 
 # %% auto #0
-__all__ = ['ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'DataConfig', 'OptimConfig', 'LogConfig',
-           'ValConfig', 'TrainConfig', 'InferenceConfig', 'from_dict', 'to_dict', 'packaged_configs', 'resolve_config',
-           'check_ranges', 'apply_overrides', 'load_config', 'pick_device', 'build_loss', 'build_diffusion',
-           'build_predictor', 'load_base', 'build_dataset', 'val_batch', 'load_init', 'build_model', 'constructors',
-           'build_trainer', 'build_callbacks', 'lock_run']
+__all__ = ['YAML_MAX_NODES', 'ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'DataConfig', 'OptimConfig',
+           'LogConfig', 'ValConfig', 'TrainConfig', 'InferenceConfig', 'from_dict', 'to_dict', 'packaged_configs',
+           'resolve_config', 'check_ranges', 'safe_yaml', 'apply_overrides', 'load_config', 'pick_device', 'build_loss',
+           'build_diffusion', 'build_predictor', 'load_base', 'build_dataset', 'val_batch', 'load_init', 'build_model',
+           'constructors', 'build_trainer', 'build_callbacks', 'lock_run']
 
 # %% ../nbs/10_config.ipynb #16437186
 @dataclass
@@ -251,6 +251,7 @@ def resolve_config(name: str | Path) -> Path:
     "Path of a config given as a file path or a packaged name like `train/32_256/deep`."
     p = Path(name)
     if p.is_file(): return p
+    if p.exists(): raise InputError(p, 'not a regular file (a config is a YAML file)')
     pkg = resources.files('sr3xct') / 'config' / (str(name) if str(name).endswith('.yaml') else f'{name}.yaml')
     if pkg.is_file(): return Path(str(pkg))
     raise InputError(f"{name}: no such config file or packaged config (packaged: {', '.join(packaged_configs())})")
@@ -263,9 +264,10 @@ def _range_rules(cfg) -> list:
                 ('eta', cfg.eta, cfg.eta >= 0, '>= 0'), ('n_samples', cfg.n_samples, cfg.n_samples >= 1, '>= 1'),
                 ('start', cfg.start, cfg.start is None or 0 < cfg.start <= 1, 'in (0, 1]'),
                 ('overlap', cfg.overlap, cfg.overlap >= 0, '>= 0'), ('batch_size', cfg.batch_size, cfg.batch_size >= 1, '>= 1'),
-                ('tile', cfg.tile, cfg.tile is None or cfg.tile >= 8, '>= 8'), ('device', cfg.device, _device_ok(cfg.device), 'auto, cpu, cuda or cuda:N')]
+                ('tile', cfg.tile, cfg.tile is None or cfg.tile >= 8, '>= 8'), ('device', cfg.device, _device_ok(cfg.device), 'auto, cpu, cuda or cuda:N'),
+                ('seed', cfg.seed, cfg.seed >= 0, '>= 0')]
     t, d, lg = cfg.train, cfg.data, cfg.log
-    return [('train.lr', t.lr, t.lr > 0, '> 0'), ('train.n_iter', t.n_iter, t.n_iter >= 1, '>= 1'),
+    return [('seed', cfg.seed, cfg.seed >= 0, '>= 0'), ('train.lr', t.lr, t.lr > 0, '> 0'), ('train.n_iter', t.n_iter, t.n_iter >= 1, '>= 1'),
             ('train.betas', t.betas, len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), 'two numbers in [0, 1)'),
             ('train.weight_decay', t.weight_decay, t.weight_decay >= 0, '>= 0'), ('train.warmup', t.warmup, t.warmup >= 0, '>= 0'),
             ('train.eta_min_ratio', t.eta_min_ratio, 0 <= t.eta_min_ratio <= 1, 'in [0, 1]'),
@@ -294,10 +296,36 @@ def check_ranges(cfg, where:str='config'):
     return cfg
 
 # %% ../nbs/10_config.ipynb #e77427d0
+YAML_MAX_NODES = 100_000   # values a config may hold once its aliases are expanded
+
+def _expanded_size(node, memo:dict, limit:int) -> int:
+    "How many YAML nodes `node` stands for with its aliases expanded (counting stops past `limit`; a cycle counts as over it)."
+    if id(node) in memo: return memo[id(node)]
+    memo[id(node)] = limit + 1   # met again while being counted: a recursive alias
+    kids = node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else []
+    n = 1
+    for k in kids:
+        n += _expanded_size(k, memo, limit)
+        if n > limit: break
+    memo[id(node)] = n
+    return n
+
+def safe_yaml(text:str, where:str):
+    "`yaml.safe_load(text)`, but an `InputError` naming `where` when aliases expand it past `YAML_MAX_NODES` values (an alias bomb)."
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None: return None
+        if _expanded_size(node, {}, YAML_MAX_NODES) > YAML_MAX_NODES:
+            raise InputError(where, f'YAML that expands to more than {YAML_MAX_NODES} values through its aliases (an alias bomb?): refused')
+        return loader.construct_document(node)
+    except RecursionError: raise InputError(where, 'YAML nested too deeply') from None
+    finally: loader.dispose()
+
 def _parse_override(s: str) -> tuple[list[str], object]:
     if '=' not in s: raise InputError(f"--set {s}: expected key=value, e.g. --set train.lr=2e-4")
     k, v = s.split('=', 1)
-    try: value = yaml.safe_load(v) if v.strip() else None
+    try: value = safe_yaml(v, f'--set {s}') if v.strip() else None
     except yaml.YAMLError as e: raise InputError(f"--set {s}: value is not valid YAML ({e.__class__.__name__})") from None
     return k.strip().split('.'), value
 
@@ -323,7 +351,7 @@ def apply_overrides(d: dict, overrides, cls) -> dict:
 def load_config(name: str | Path, overrides=(), cls=TrainConfig):
     "Read a YAML config (path or packaged name), apply `--set` overrides, and return the typed `cls`."
     path = resolve_config(name)
-    try: d = yaml.safe_load(path.read_text())
+    try: d = safe_yaml(path.read_text(), path)
     except yaml.YAMLError as e:
         line = getattr(getattr(e, 'problem_mark', None), 'line', None)
         raise InputError(f"{path}: not valid YAML" + (f' (line {line + 1})' if line is not None else '')) from None
