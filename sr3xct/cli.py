@@ -4,14 +4,14 @@
 
 # %% ../nbs/11_cli.ipynb #192c1e3b
 from __future__ import annotations
-import argparse, sys
+import argparse, errno, sys
 from pathlib import Path
 
 from .errors import InputError
 
 # %% auto #0
 __all__ = ['run_train', 'run_average', 'run_infer', 'run_models', 'run_convert', 'run_prepare', 'run_eval', 'run_demo',
-           'build_parser', 'main']
+           'build_parser', 'os_error_line', 'main']
 
 # %% ../nbs/11_cli.ipynb #f4db314a
 def _add_train(sub):
@@ -66,13 +66,13 @@ def run_average(args) -> int:
     from sr3xct.train import average_checkpoints, list_checkpoints
     from sr3xct.checkpoint import save_checkpoint
     paths = [Path(p) for p in args.checkpoints]
+    if args.last < 1: raise InputError(f'--last {args.last}: must be at least 1')
     if args.dir:
         d = Path(args.dir)
         if (d / 'checkpoints').is_dir(): d = d / 'checkpoints'
         if not d.is_dir(): raise InputError(f'{args.dir}: not a folder')
         found = list_checkpoints(d)
         if not found: raise InputError(f'{d}: no iter_*.pt checkpoints')
-        if args.last < 1: raise InputError(f'--last {args.last}: must be at least 1')
         paths += found[-args.last:]
     if not paths: raise InputError('average: give checkpoint files or --dir')
     for p in paths:
@@ -123,11 +123,13 @@ def _add_infer(sub):
 
 def _infer_config(args):
     "The inference settings: the config (or the defaults), then `--set`, then the flags."
-    from sr3xct.config import load_config, InferenceConfig, from_dict, apply_overrides
+    from sr3xct.config import load_config, InferenceConfig, from_dict, apply_overrides, check_ranges, _range_rules
     cfg = load_config(args.config, args.set, cls=InferenceConfig) if args.config else \
-          from_dict(InferenceConfig, apply_overrides({}, args.set, InferenceConfig), '--set')
+          check_ranges(from_dict(InferenceConfig, apply_overrides({}, args.set, InferenceConfig), '--set'), '--set')
     for k in _INFER_FLAGS:
         if getattr(args, k) is not None: setattr(cfg, k, getattr(args, k))
+    for key, value, ok, expected in _range_rules(cfg):   # the flags, checked like the config's own values
+        if not ok: raise InputError(f"--{key.replace('_', '-')}", f'must be {expected}, got {value!r}')
     if cfg.mode == 'mean' and args.n_samples is None and cfg.n_samples < 2: cfg.n_samples = 4   # a mean needs several
     return cfg
 
@@ -294,12 +296,21 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_train, _add_average, _add_infer, _add_models, _add_convert, _add_prepare, _add_eval, _add_demo): add(sub)
     return p
 
+def os_error_line(e:OSError) -> str:
+    "One line for an `OSError`: the file it concerns and what the system said (a full disk: the space it needs)."
+    what = e.strerror or str(e)
+    if e.errno == errno.EEXIST and e.filename and Path(e.filename).is_file(): what = 'is a file, where a folder is needed'
+    if e.errno in (errno.ENOSPC, errno.EDQUOT): what += ': free some space and rerun (an interrupted infer continues)'
+    return str(InputError(e.filename, what) if e.filename else InputError(what))
+
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `sr3xct` command: exit 0 on success, 2 on bad input (one line on stderr), 1 if training diverged."
     args = build_parser().parse_args(argv)
     try: return args.func(args)
     except InputError as e:
         print(f'sr3xct {args.command}: error: {e}', file=sys.stderr); return 2
+    except OSError as e:   # a full disk, a read-only or missing folder, a file where a folder should be
+        print(f'sr3xct {args.command}: error: {os_error_line(e)}', file=sys.stderr); return 2
     except KeyboardInterrupt:
         print(f'sr3xct {args.command}: interrupted', file=sys.stderr); return 130
     except Exception as e:

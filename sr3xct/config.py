@@ -18,7 +18,7 @@ import yaml
 from .errors import InputError
 from .augment import AugmentConfig
 from .diffusion import SAMPLERS, SCHEDULES
-from .model_config import read_yaml
+from .model_config import read_yaml, safe_yaml
 
 # %% auto #0
 __all__ = ['ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'DataConfig', 'OptimConfig', 'LogConfig',
@@ -255,6 +255,7 @@ def resolve_config(name: str | Path) -> Path:
     "Path of a config given as a file path or a packaged name like `train/32_256/deep`."
     p = Path(name)
     if p.is_file(): return p
+    if p.exists(): raise InputError(p, 'not a regular file (a config is a YAML file)')
     pkg = resources.files('sr3xct') / 'config' / (str(name) if str(name).endswith('.yaml') else f'{name}.yaml')
     if pkg.is_file(): return Path(str(pkg))
     raise InputError(f"{name}: no such config file or packaged config (packaged: {', '.join(packaged_configs())})")
@@ -268,9 +269,10 @@ def _range_rules(cfg) -> list:
                 ('eta', cfg.eta, cfg.eta >= 0, '>= 0'), ('n_samples', cfg.n_samples, cfg.n_samples >= 1, '>= 1'),
                 ('start', cfg.start, cfg.start is None or 0 < cfg.start <= 1, 'in (0, 1]'),
                 ('overlap', cfg.overlap, cfg.overlap >= 0, '>= 0'), ('batch_size', cfg.batch_size, cfg.batch_size >= 1, '>= 1'),
-                ('tile', cfg.tile, cfg.tile is None or cfg.tile >= 8, '>= 8'), ('device', cfg.device, _device_ok(cfg.device), 'auto, cpu, cuda or cuda:N')]
+                ('tile', cfg.tile, cfg.tile is None or cfg.tile >= 8, '>= 8'), ('device', cfg.device, _device_ok(cfg.device), 'auto, cpu, cuda or cuda:N'),
+                ('seed', cfg.seed, cfg.seed >= 0, '>= 0')]
     t, d, lg = cfg.train, cfg.data, cfg.log
-    return [('train.lr', t.lr, t.lr > 0, '> 0'), ('train.n_iter', t.n_iter, t.n_iter >= 1, '>= 1'),
+    return [('seed', cfg.seed, cfg.seed >= 0, '>= 0'), ('train.lr', t.lr, t.lr > 0, '> 0'), ('train.n_iter', t.n_iter, t.n_iter >= 1, '>= 1'),
             ('train.betas', t.betas, len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), 'two numbers in [0, 1)'),
             ('train.weight_decay', t.weight_decay, t.weight_decay >= 0, '>= 0'), ('train.warmup', t.warmup, t.warmup >= 0, '>= 0'),
             ('train.eta_min_ratio', t.eta_min_ratio, 0 <= t.eta_min_ratio <= 1, 'in [0, 1]'),
@@ -304,7 +306,7 @@ def check_ranges(cfg, where:str='config'):
 def _parse_override(s: str) -> tuple[list[str], object]:
     if '=' not in s: raise InputError(f"--set {s}: expected key=value, e.g. --set train.lr=2e-4")
     k, v = s.split('=', 1)
-    try: value = yaml.safe_load(v) if v.strip() else None
+    try: value = safe_yaml(v, f'--set {s}') if v.strip() else None
     except yaml.YAMLError as e: raise InputError(f"--set {s}: value is not valid YAML ({e.__class__.__name__})") from None
     return k.strip().split('.'), value
 

@@ -393,9 +393,10 @@ def prepare(volumes, # (Z, Y, X) arrays or TIFF paths; one or a list
             batch:int=64, # patches degraded at once
            ) -> dict:
     "Write paired training data in the SR3 reference's folder layout; returns what `prepare.json` records."
-    s = _check_scale(scale); patch = int(patch); stride = int(stride or patch)
+    s = _check_scale(scale); patch = int(patch); stride = int(patch if stride is None else stride)
     if patch < 1 or patch % s: raise InputError('patch', f'{patch} is not a positive multiple of scale {s}')
     if stride < 1 or int(slice_step) < 1: raise InputError('stride', f'stride and slice_step must be >= 1, got {stride}, {slice_step}')
+    if max_patches is not None and max_patches < 1: raise InputError('max_patches', f'must be >= 1, got {max_patches}')
     axes = tuple(int(a) for a in (axes if isinstance(axes, (tuple, list)) else (axes,)))
     if not axes or any(a not in (0, 1, 2) for a in axes): raise InputError('axes', f'must be 0, 1 or 2, got {axes!r}')
     vols, names = _volumes(volumes)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 import tifffile
 from torch import Tensor
 from .errors import InputError
-from .io import VolumeMeta, IntensityScaling, open_volume, _imagej_kwargs, _to_meta_dtype, _check_target, _write_shape
+from .io import VolumeMeta, IntensityScaling, open_volume, new_memmap, _to_meta_dtype, _check_target, _write_shape
 from .data import degrade, upsample, default_scaling
 from .diffusion import GaussianDiffusion, sample, SAMPLERS
 from .runtime import Precision, rank_world, barrier, progress_interval
@@ -237,13 +237,18 @@ class ResumableWriter:
         _check_target(self.path, self.overwrite)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         done = self.done() if self.partial.exists() else set()
-        if not done or self.partial.stat().st_size < self._nbytes():
+        self.fresh = not done or self.partial.stat().st_size < self._nbytes()
+        if self.fresh:   # a new partial file, its pixel blocks reserved on disk (no SIGBUS on a full disk later)
             for p in self.progress_files(): p.unlink()
-            store = _write_shape(self.shape, self.meta, self.path)
-            mm = tifffile.memmap(self.partial, shape=store, dtype=self.meta.dtype, **_imagej_kwargs(self.meta, len(store)))
+            mm = new_memmap(self.partial, _write_shape(self.shape, self.meta, self.path), self.meta, self.path)
             del mm
             done = set()
         return done
+
+    def discard(self):
+        "Delete the partial file and the progress files (a job that cannot complete as asked)."
+        self.partial.unlink(missing_ok=True)
+        for p in self.progress_files(): p.unlink(missing_ok=True)
 
     def _nbytes(self) -> int: return int(np.prod(self.shape)) * np.dtype(self.meta.dtype).itemsize
 
@@ -306,6 +311,14 @@ def _check_paths(inp:Path, out:Path, std:Path|None, overwrite:bool):
         if p.exists() and inp.exists() and p.resolve() == inp.resolve(): raise InputError(p, 'would overwrite the input')
         _check_target(p, overwrite)
     if std is not None and std.resolve() == out.resolve(): raise InputError(std, 'is the same file as the output')
+
+def _check_job(model:SRModel, mode:str, tile:int, seed, start):
+    "The values only a volume job checks late (in the first slice): checked before any file is created."
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0: raise InputError('seed', f'must be an integer >= 0, got {seed!r}')
+    if start is not None and not 0 < start <= 1: raise InputError('start', f'must be in (0, 1], got {start!r}')
+    if mode == 'fidelity': return
+    levels = getattr(model.diffusion.model, 'n_levels', 1)
+    if tile % 2 ** (levels - 1): raise InputError('tile', f'must be a multiple of {2 ** (levels - 1)} for this network ({levels} levels), got {tile}')
 
 def _model_digest(model:SRModel) -> str:
     return '+'.join(_weights_digest(m) if m is not None else '-' for m in (model.predictor, model.diffusion and model.diffusion.model))
@@ -372,6 +385,7 @@ def super_resolve_volume(model, # an `SRModel` (or a bare `GaussianDiffusion`), 
     rank, world = rank_world()
     Precision(precision, model.device)   # checks the precision for the device before anything is written
     start = model.start if start is None else start
+    _check_job(model, mode, tile, seed, start)
     opts = dict(mode=mode, steps=steps, sampler=sampler, eta=eta, n_samples=n_samples, seed=seed, precision=precision, start=start)
     with open_volume(inp) as reader:
         if reader.meta.ndim == 2 and axis != 0: raise InputError(inp, f'a 2D image has only axis 0, got axis={axis}')
@@ -398,15 +412,20 @@ def _run_slices(model, reader, writers, plan, scaling, scale, axis, tile, overla
     bar = tqdm(total=n, initial=len(done), unit='slice', desc=f'SR x{scale}', disable=not progress or rank != 0, dynamic_ncols=True,
                mininterval=progress_interval())
     computed = 0
-    for g in todo:
-        lr = torch.stack([torch.from_numpy(scaling.forward(reader.slice(z, axis))) for z in g])[:, None]
-        if simulate_lr: lr = degrade(lr, scale)
-        gen = torch.Generator(model.device).manual_seed(_slice_seed(seed, g[0]))
-        res = super_resolve(model, lr, scale, tile, overlap, batch_size, generator=gen, **kw)
-        mean, sd = res if kw['mode'] == 'mean' else (res, None)
-        writers[0].write({z: mean[i, 0].cpu().numpy() for i, z in enumerate(g)})
-        if sd is not None: writers[1].write({z: (sd[i, 0].cpu().numpy() * (scaling.high - scaling.low) / 2).astype(np.float32) for i, z in enumerate(g)})
-        computed += len(g)
-        if rank == 0: bar.update(len(set.intersection(*[w.done() for w in writers])) - bar.n)   # every rank's progress
-    bar.close()
+    try:
+        for g in todo:
+            lr = torch.stack([torch.from_numpy(scaling.forward(reader.slice(z, axis))) for z in g])[:, None]
+            if simulate_lr: lr = degrade(lr, scale)
+            gen = torch.Generator(model.device).manual_seed(_slice_seed(seed, g[0]))
+            res = super_resolve(model, lr, scale, tile, overlap, batch_size, generator=gen, **kw)
+            mean, sd = res if kw['mode'] == 'mean' else (res, None)
+            writers[0].write({z: mean[i, 0].cpu().numpy() for i, z in enumerate(g)})
+            if sd is not None: writers[1].write({z: (sd[i, 0].cpu().numpy() * (scaling.high - scaling.low) / 2).astype(np.float32) for i, z in enumerate(g)})
+            computed += len(g)
+            if rank == 0: bar.update(len(set.intersection(*[w.done() for w in writers])) - bar.n)   # every rank's progress
+    except InputError:   # bad input found late: a partial file this call began is no work to resume, drop it
+        for w in writers:
+            if rank == 0 and w.fresh: w.discard()
+        raise
+    finally: bar.close()
     return computed

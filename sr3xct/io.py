@@ -5,11 +5,11 @@
 # %% auto #0
 __all__ = ['SUPPORTED_DTYPES', 'TIFF_SUFFIXES', 'check_dtype', 'check_finite', 'check_patch_size', 'norm_unit', 'VolumeMeta',
            'grayscale_shape', 'VolumeReader', 'TiffVolume', 'slice_files', 'FolderVolume', 'open_volume', 'read_volume',
-           'read_slice', 'volume_info', 'volume_shape', 'IntensityScaling', 'atomic_path', 'write_volume',
-           'SliceWriter']
+           'read_slice', 'volume_info', 'volume_shape', 'IntensityScaling', 'atomic_paths', 'atomic_path',
+           'write_volume', 'reserve_space', 'new_memmap', 'SliceWriter']
 
 # %% ../nbs/00_io.ipynb #4ccc271f
-import os, re, uuid, logging, contextlib, struct
+import os, re, uuid, logging, contextlib, struct, math, errno
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace, asdict, fields
 from pathlib import Path
@@ -105,15 +105,32 @@ class VolumeMeta:
     def from_dict(cls, d:dict) -> 'VolumeMeta': return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
 
 # %% ../nbs/00_io.ipynb #c045f0ec
-def _ome_meta(xml:str):
+def _ome_root(xml:str, path):
+    "The parsed OME-XML; `InputError` when it declares a DOCTYPE or entities (no expansion, no entity bombs) or is not well-formed."
+    if re.search(r'<!(DOCTYPE|ENTITY)', xml, re.I): raise InputError(path, 'OME-XML metadata declares a DOCTYPE or entities: refused')
+    try: return ET.fromstring(xml)
+    except ET.ParseError as e: raise InputError(path, f'OME-XML metadata is not well-formed: {e}') from None
+
+def _ome_size(px, key:str, default, path) -> float:
+    "The positive, finite number in attribute `key` of the Pixels element (or `default` when absent)."
+    v = px.get(key)
+    if v is None: return default
+    try: x = float(v)
+    except ValueError: x = float('nan')
+    if not (math.isfinite(x) and x > 0): raise InputError(path, f'OME-XML {key}={v!r}: must be a positive number')
+    return x
+
+def _ome_meta(xml:str, path='OME-XML'):
     "(voxel_size, unit, description) from OME-XML; voxel_size None without PhysicalSizeX."
-    root = ET.fromstring(xml)
+    root = _ome_root(xml, path)
     find = lambda tag: next((e for e in root.iter() if e.tag.rsplit('}', 1)[-1] == tag), None)
     px, desc = find('Pixels'), find('Description')
     description = (desc.text or '') if desc is not None else ''
     if px is None or px.get('PhysicalSizeX') is None: return None, '', description
-    x = float(px.get('PhysicalSizeX')); y = float(px.get('PhysicalSizeY', x)); z = float(px.get('PhysicalSizeZ', x))
+    x = _ome_size(px, 'PhysicalSizeX', None, path)
+    y, z = _ome_size(px, 'PhysicalSizeY', x, path), _ome_size(px, 'PhysicalSizeZ', x, path)
     return (z, y, x), norm_unit(px.get('PhysicalSizeXUnit', 'µm')), description
+
 
 # %% ../nbs/00_io.ipynb #283d1d10
 _RESUNIT_UM = {2: 25400.0, 3: 10000.0, 4: 1000.0, 5: 1.0}   # inch, centimeter, millimeter, micrometer
@@ -144,11 +161,13 @@ def _plain_meta(tf):
     return (x, y, x), unit, desc
 
 # %% ../nbs/00_io.ipynb #3ef7f365
-def _read_meta(tf, dtype:str, ndim:int) -> VolumeMeta:
-    "VolumeMeta of an open TiffFile."
-    if tf.is_ome: vs, unit, desc = _ome_meta(tf.ome_metadata)
+def _read_meta(tf, dtype:str, ndim:int, path) -> VolumeMeta:
+    "VolumeMeta of an open TiffFile; `InputError` for a voxel size that is not positive."
+    if tf.is_ome: vs, unit, desc = _ome_meta(tf.ome_metadata, path)
     elif tf.is_imagej: vs, unit, desc = _imagej_meta(tf)
     else: vs, unit, desc = _plain_meta(tf)
+    if vs is not None and not all(math.isfinite(v) and v > 0 for v in vs):
+        raise InputError(path, f'its metadata gives the voxel size {vs}: must be positive numbers')
     return VolumeMeta(dtype, ndim, vs, unit, desc)
 
 # %% ../nbs/00_io.ipynb #2415f222
@@ -184,8 +203,8 @@ def grayscale_shape(shape:tuple, # shape of a TIFF series (or an array)
     for a, what in (('S', 'RGB/multi-sample'), ('C', 'multi-channel')):
         if a == 'C' and channels_ok: continue
         if a in axes and shape[axes.index(a)] > 1:
-            raise InputError(path, f'{what} image (shape {tuple(shape)}, axes {axes!r}): expected grayscale; '
-                                   'convert it to one channel first')
+            raise InputError(path, f'{what} image (shape {tuple(shape)}, axes {axes!r}): expected grayscale; convert it to '
+                                   "one channel first (a stack of grey slices: write it with photometric='minisblack')")
     keep = [n for n, a in zip(shape, axes) if n > 1 or a in 'YX']
     if len(keep) > 3:
         raise InputError(path, f'{len(keep)}D data (shape {tuple(shape)}, axes {axes!r}): '
@@ -207,6 +226,9 @@ def _check_complete(tf, series, path:Path):
     if ij and int(ij.get('images', 1)) > int(np.prod(series.shape[:-2], dtype=np.int64)):
         raise InputError(path, f"truncated: ImageJ header announces {ij['images']} images, "
                                f'the file holds {int(np.prod(series.shape[:-2]))}')
+    if ij and len(tf.pages) > int(ij.get('images', 1)):   # would read silently as fewer slices
+        raise InputError(path, f"ImageJ header announces {ij['images']} images, but the file holds {len(tf.pages)} pages; "
+                               "fix the header's images/slices entries or rewrite the file")
     if series.dataoffset is not None:
         end = series.dataoffset + series.nbytes
         if end > size: raise InputError(path, f'truncated: pixels need {end} bytes, the file has {size}')
@@ -265,6 +287,13 @@ def _imagej_grayscale(tf) -> bool:
     "ImageJ file in grayscale mode: its channels are plain grey planes (tifffile's default for a 3D array)."
     return bool(tf.is_imagej) and (tf.imagej_metadata or {}).get('mode', 'grayscale') == 'grayscale'
 
+def _default_planar_rgb(tf, s) -> bool:
+    "A (3 or 4, Y, X) array that `tifffile.imwrite` stored with its default photometric (planar RGB) and nothing else of colour."
+    p = tf.pages.first
+    shaped = tf.shaped_metadata[0].get('shape') if tf.is_shaped and tf.shaped_metadata else None
+    return (s.axes == 'SYX' and len(tf.pages) == 1 and p.planarconfig == 2 and p.photometric == 2 and
+            list(shaped or []) == list(s.shape) and 'ICCProfile' not in p.tags and 'ColorMap' not in p.tags)
+
 def _is_page_stack(tf) -> bool:
     "True when every page of a plain TIFF is its own 2D series of one shape and dtype (a stack to read as one)."
     ss = tf.series
@@ -284,17 +313,19 @@ class TiffVolume(VolumeReader):
 
     def _setup(self):
         tf, path = self._tf, self.path
+        if tf.is_ome: _ome_root(tf.ome_metadata, path)   # refused before tifffile parses it for the series
         if not tf.series: raise InputError(path, 'TIFF holds no image')
         s = tf.series[0]
         self.dtype = np.dtype(check_dtype(s.dtype, path))
-        self.shape, ndim = grayscale_shape(s.shape, s.axes, path, _imagej_grayscale(tf))
+        axes = 'QYX' if _default_planar_rgb(tf, s) else s.axes
+        self.shape, ndim = grayscale_shape(s.shape, axes, path, _imagej_grayscale(tf))
         _check_complete(tf, s, path)
         self._series, self._pages, self._mm = s, self._page_list(s), None
         stack = _is_page_stack(tf)
         if stack:   # one 2D series per page (e.g. slices appended one write at a time)
             self._pages = tf.pages; _check_pages(self._pages, path)
             self.shape, ndim = (len(self._pages), *self.shape[1:]), 3
-        self.meta = _read_meta(tf, self.dtype.name, ndim)
+        self.meta = _read_meta(tf, self.dtype.name, ndim, path)
         if s.dataoffset is not None and not stack:   # contiguous, uncompressed: memory-map it
             self._mm = np.memmap(path, np.dtype(self.dtype).newbyteorder(tf.byteorder), 'r',
                                  offset=s.dataoffset, shape=self.shape)
@@ -513,22 +544,34 @@ def _commit(tmp:Path, path:Path, overwrite:bool):
     os.replace(tmp, path)
 
 @contextlib.contextmanager
+def atomic_paths(paths:list, # the files to (over)write, as one unit
+                 overwrite:bool=False, # replace existing files
+                ):
+    "Yield temporary paths beside `paths`; when all are written, fsync them and rename each onto its path; on failure delete them all."
+    paths = [Path(p) for p in paths]
+    for p in paths: _check_target(p, overwrite)
+    for p in paths: p.parent.mkdir(parents=True, exist_ok=True)
+    tmps = [_tmp_path(p) for p in paths]
+    try:
+        yield tmps
+        for t in tmps:
+            with open(t, 'rb+') as fh: os.fsync(fh.fileno())
+        for p in paths: _check_target(p, overwrite)
+        for t, p in zip(tmps, paths): os.replace(t, p)   # renames need no space: once here, all of them succeed
+    finally:
+        for t in tmps: t.unlink(missing_ok=True)
+
+@contextlib.contextmanager
 def atomic_path(path, # the file to (over)write
                 overwrite:bool=False, # replace an existing file
                ):
     "Yield a temporary path beside `path`; on success fsync it and rename it onto `path`, on failure delete it."
-    path = Path(path); _check_target(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_path(path)
-    try:
-        yield tmp
-        _commit(tmp, path, overwrite)
-    finally: tmp.unlink(missing_ok=True)
+    with atomic_paths([path], overwrite) as (tmp,): yield tmp
 
 # %% ../nbs/00_io.ipynb #9895be90
 def _imagej_kwargs(meta:VolumeMeta, ndim:int) -> dict:
-    "tifffile.imwrite/memmap keyword arguments storing `meta` in an ImageJ hyperstack."
-    md = {'axes': 'ZYX' if ndim == 3 else 'YX'}
+    "tifffile.imwrite/memmap keyword arguments storing `meta` in an ImageJ hyperstack (data shaped `(*shape, 1)`)."
+    md = {'axes': 'ZYXS' if ndim == 3 else 'YXS'}   # an explicit samples axis: a width of 1 is not taken for one
     kw = dict(imagej=True, photometric='minisblack', metadata=md)
     if meta.voxel_size is not None:
         z, y, x = meta.voxel_size
@@ -568,12 +611,45 @@ def write_volume(path, # output .tif file
     path = Path(path)
     _check_target(path, overwrite)
     shape = _write_shape(np.shape(array), meta, path)
-    data = _to_meta_dtype(array, meta, scaling, path).reshape(shape)
+    data = _to_meta_dtype(array, meta, scaling, path).reshape(*shape, 1)
     with atomic_path(path, overwrite) as tmp:
         tifffile.imwrite(tmp, data, **_imagej_kwargs(meta, len(shape)))
     return path
 
 # %% ../nbs/00_io.ipynb #efe426b6
+def _space_error(name, nbytes:int, e:OSError) -> InputError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT): return InputError(name, f'not enough disk space for its {nbytes} bytes of pixels ({e.strerror})')
+    return InputError(name, f'cannot write it: {e.strerror}')
+
+def reserve_space(path, # an open-able file
+                  offset:int, nbytes:int, # the byte range to allocate
+                  name=None, # the file to name in the error (default `path`)
+                 ):
+    "Allocate the disk blocks of a byte range now (`posix_fallocate`, else zeros written), so writing them through a memory map cannot die by SIGBUS on a full disk."
+    fd = os.open(path, os.O_RDWR)
+    try:
+        try: os.posix_fallocate(fd, offset, nbytes); return
+        except AttributeError: pass   # no posix_fallocate on this OS
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS): raise _space_error(name or path, nbytes, e) from None
+        block = bytes(1 << 20)
+        try:
+            for k in range(0, nbytes, len(block)): os.pwrite(fd, block[:min(len(block), nbytes - k)], offset + k)
+        except OSError as e: raise _space_error(name or path, nbytes, e) from None
+    finally: os.close(fd)
+
+def new_memmap(path, # the file to create
+               shape:tuple, # (Z, Y, X) or (Y, X) to store
+               meta:VolumeMeta, # dtype and metadata
+               name=None, # the file to name in errors (the target a temporary file stands for)
+              ) -> np.memmap:
+    "A new ImageJ TIFF at `path` with its pixel block reserved on disk, memory-mapped for writing; the file is removed on failure."
+    try:
+        mm = tifffile.memmap(path, shape=(*shape, 1), dtype=meta.dtype, **_imagej_kwargs(meta, len(shape)))
+        reserve_space(path, mm.offset, mm.nbytes, name)
+        return mm.reshape(shape)
+    except BaseException: Path(path).unlink(missing_ok=True); raise
+
 class SliceWriter:
     "Context manager writing a (Z, Y, X) volume slice by slice (`w[z] = s`) to an ImageJ TIFF, atomically."
     def __init__(self, path, # output .tif file
@@ -590,8 +666,7 @@ class SliceWriter:
         _check_target(self.path, self.overwrite)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = _tmp_path(self.path)
-        store = _write_shape(self.shape, self.meta, self.path)
-        mm = tifffile.memmap(self._tmp, shape=store, dtype=self.meta.dtype, **_imagej_kwargs(self.meta, len(store)))
+        mm = new_memmap(self._tmp, _write_shape(self.shape, self.meta, self.path), self.meta, self.path)
         self._mm, self._done = mm.reshape(self.shape), np.zeros(self.shape[0], bool)
         return self
 

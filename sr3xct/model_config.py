@@ -12,15 +12,42 @@ from .unet import UNet
 from .diffusion import SCHEDULES
 
 # %% auto #0
-__all__ = ['SCHEDULE_KEYS', 'read_yaml', 'unet_args', 'same_unet', 'is_sr3_yaml', 'sr3_constructors', 'config_constructors',
-           'read_model_config', 'checkpoint_constructors']
+__all__ = ['YAML_MAX_NODES', 'SCHEDULE_KEYS', 'safe_yaml', 'read_yaml', 'unet_args', 'same_unet', 'is_sr3_yaml',
+           'sr3_constructors', 'config_constructors', 'read_model_config', 'checkpoint_constructors']
 
-# %% ../nbs/05c_model_config.ipynb #a0419ef1
+# %% ../nbs/05c_model_config.ipynb #2a1963ae
+YAML_MAX_NODES = 100_000   # values a config may hold once its aliases are expanded
+
+def _expanded_size(node, memo:dict, limit:int) -> int:
+    "How many YAML nodes `node` stands for with its aliases expanded (counting stops past `limit`; a cycle counts as over it)."
+    if id(node) in memo: return memo[id(node)]
+    memo[id(node)] = limit + 1   # met again while being counted: a recursive alias
+    kids = node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv] if isinstance(node, yaml.MappingNode) else []
+    n = 1
+    for k in kids:
+        n += _expanded_size(k, memo, limit)
+        if n > limit: break
+    memo[id(node)] = n
+    return n
+
+def safe_yaml(text:str, where:str):
+    "`yaml.safe_load(text)`, but an `InputError` naming `where` when aliases expand it past `YAML_MAX_NODES` values (an alias bomb)."
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None: return None
+        if _expanded_size(node, {}, YAML_MAX_NODES) > YAML_MAX_NODES:
+            raise InputError(where, f'YAML that expands to more than {YAML_MAX_NODES} values through its aliases (an alias bomb?): refused')
+        return loader.construct_document(node)
+    except RecursionError: raise InputError(where, 'YAML nested too deeply') from None
+    finally: loader.dispose()
+
 def read_yaml(path:str|Path) -> dict:
-    "The mapping in the YAML file `path` (safe loading), or an `InputError` naming the file."
+    "The mapping in the YAML file `path` (safe loading, aliases bounded), or an `InputError` naming the file."
     path = Path(path)
-    if not path.is_file(): raise InputError(path, 'no such file')
-    try: d = yaml.safe_load(path.read_text())
+    if not path.exists(): raise InputError(path, 'no such file')
+    if not path.is_file(): raise InputError(path, 'not a regular file (a YAML file is expected)')
+    try: d = safe_yaml(path.read_text(), path)
     except yaml.YAMLError as e:
         line = getattr(getattr(e, 'problem_mark', None), 'line', None)
         raise InputError(path, 'not valid YAML' + (f' (line {line + 1})' if line is not None else '')) from None
@@ -29,7 +56,7 @@ def read_yaml(path:str|Path) -> dict:
     if not isinstance(d, dict): raise InputError(path, f'the top level must be a mapping, not a {type(d).__name__}')
     return d
 
-# %% ../nbs/05c_model_config.ipynb #48e95b3f
+# %% ../nbs/05c_model_config.ipynb #65c54fe3
 SCHEDULE_KEYS = ('schedule', 'n_timestep', 'linear_start', 'linear_end', 'residual', 'residual_scale')
 
 def unet_args(cfg:dict, where='model config') -> dict:
@@ -49,7 +76,7 @@ def same_unet(a:dict, b:dict, where, what:str='the model config'):
     if diff: raise InputError(where, f'{what} does not match the checkpoint: unet.{diff[0]} is {b[diff[0]]!r} in {what}, '
                                      f'{a[diff[0]]!r} in the checkpoint')
 
-# %% ../nbs/05c_model_config.ipynb #ad24e090
+# %% ../nbs/05c_model_config.ipynb #e0d1960d
 def is_sr3_yaml(d:dict) -> bool:
     "True when the mapping `d` is in the SR3 / SR3-XCT format (a `model` with `unet` and `beta_schedule`)."
     m = d.get('model') if isinstance(d, dict) else None
@@ -75,7 +102,7 @@ def _sr3_scale(d:dict, where) -> int:
             return r // l
     raise InputError(where, 'datasets.val (or train) has no l_resolution and r_resolution: the scale is unknown')
 
-# %% ../nbs/05c_model_config.ipynb #a984a797
+# %% ../nbs/05c_model_config.ipynb #ae34c3ef
 _SR3_UNET = {'in_channel': 'in_channel', 'out_channel': 'out_channel', 'inner_channel': 'inner_channel',
              'norm_groups': 'norm_groups', 'channel_multiplier': 'channel_mults', 'attn_res': 'attn_res',
              'res_blocks': 'res_blocks', 'dropout': 'dropout', 'n_head': 'attn_heads'}
@@ -111,7 +138,7 @@ def sr3_constructors(d:dict, # the YAML's mapping
     "The constructors of a model described in the SR3 / SR3-XCT YAML format."
     return {'unet': _sr3_unet(d, where), 'diffusion': _sr3_schedule(d, where, phase), 'scale': _sr3_scale(d, where)}
 
-# %% ../nbs/05c_model_config.ipynb #d1519e26
+# %% ../nbs/05c_model_config.ipynb #6345e783
 def config_constructors(d:dict, where) -> dict:
     "The constructors described by an sr3xct training config's `model`, `diffusion` and `data.scale` sections."
     if not isinstance(d.get('model'), dict): raise InputError(where, 'has no model section (an sr3xct training config, or an SR3 YAML, describes the network)')
@@ -128,7 +155,7 @@ def read_model_config(path:str|Path, # an SR3 / SR3-XCT YAML or an sr3xct traini
     d = read_yaml(path)
     return sr3_constructors(d, path, phase) if is_sr3_yaml(d) else config_constructors(d, path)
 
-# %% ../nbs/05c_model_config.ipynb #a33589fe
+# %% ../nbs/05c_model_config.ipynb #3e79e844
 def checkpoint_constructors(ck:dict, # what `load_checkpoint` returns
                             path, # the checkpoint, for errors
                             model_config=None, # a model-config file, or a constructors dict, for checkpoints that record none

@@ -12,7 +12,7 @@ from .errors import InputError
 from .predictor import Predictor
 from .unet import UNet
 from .diffusion import GaussianDiffusion, make_schedule
-from .checkpoint import load_checkpoint, load_weights, load_model_file, save_model_file, MODEL_FORMAT
+from .checkpoint import load_checkpoint, load_weights, load_model_file, save_model_file, MODEL_FORMAT, check_size
 from .model_config import checkpoint_constructors, SCHEDULE_KEYS
 from .infer import SRModel, super_resolve
 
@@ -21,9 +21,10 @@ __all__ = ['model_from_parts', 'packaged_models', 'packaged_path', 'load_model',
            'super_resolve_array']
 
 # %% ../nbs/08b_models.ipynb #3a1cba94
-def _build(cls, cfg, path, what:str):
-    "`cls(**cfg)`, or an `InputError` naming `path` when the recorded config does not build one."
+def _build(cls, cfg, path, what:str, weights:dict):
+    "`cls(**cfg)` to hold `weights`, or an `InputError` naming `path` when the recorded config does not build one of their size."
     if not isinstance(cfg, dict): raise InputError(path, f'its {what} config is not a mapping')
+    check_size(cls, cfg, weights, path, what)   # a huge network is refused before it is allocated
     try: return cls(**cfg)
     except (InputError, TypeError, ValueError) as e: raise InputError(path, f'cannot build its {what}: {e}') from None
 
@@ -35,10 +36,12 @@ def model_from_parts(constructors:dict, # {'predictor': config, 'unet': config, 
     "Rebuild the networks recorded in `constructors` and load their weights (eval mode, on `device`)."
     pred = diff = None
     if 'predictor' in constructors:
-        pred = load_weights(_build(Predictor, constructors['predictor'], path, 'predictor'), weights.get('predictor') or {}, path)
+        w = weights.get('predictor') or {}
+        pred = load_weights(_build(Predictor, constructors['predictor'], path, 'predictor', w), w, path)
         pred = pred.to(device).eval().requires_grad_(False)
     if 'unet' in constructors:
-        net = load_weights(_build(UNet, constructors['unet'], path, 'UNet'), weights.get('unet') or {}, path)
+        w = weights.get('unet') or {}
+        net = load_weights(_build(UNet, constructors['unet'], path, 'UNet', w), w, path)
         if torch.device(device).type == 'cpu': net = net.to(memory_format=torch.channels_last)   # faster convolutions on CPU
         sched = {k: v for k, v in (constructors.get('diffusion') or {}).items() if k in SCHEDULE_KEYS}
         diff = GaussianDiffusion(net, **sched).to(device).eval().requires_grad_(False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 from .errors import InputError
-from .io import read_volume, atomic_path
+from .io import read_volume, atomic_paths
 from .metrics import compare, to_markdown, pore_size_distribution, two_point_correlation, bicubic_upsample
 from .viz import show_images, InlineFigure
 
@@ -32,10 +32,13 @@ def load_triplet(sr, # SR volume file
     "Read SR, HR, LR and std volumes and check that they belong together; `InputError` naming the file that does not."
     (s, _), (h, meta) = read_volume(sr), read_volume(hr)
     if s.shape != h.shape: raise InputError(sr, f'shape {s.shape} does not match the HR volume {hr} of shape {h.shape}')
+    if s.dtype != h.dtype: raise InputError(sr, f'dtype {s.dtype} differs from the HR volume {hr} ({h.dtype}): grey values on '
+                                                'different scales are not compared; convert one of them first')
     two_d = h.shape[0] == 1   # a single image: 2D metrics
     out = {'sr': s[0] if two_d else s, 'hr': h[0] if two_d else h, 'lr': None, 'std': None, 'meta': meta, 'scale': None}
     if lr is not None:
         l, _ = read_volume(lr)
+        if l.dtype != h.dtype: raise InputError(lr, f'dtype {l.dtype} differs from the HR volume {hr} ({h.dtype}); convert it first')
         k = h.shape[-1] // l.shape[-1] if l.shape[-1] else 0
         if l.shape[0] != h.shape[0] or k < 1 or (l.shape[1] * k, l.shape[2] * k) != h.shape[1:]:
             raise InputError(lr, f'shape {l.shape} is not the HR volume {hr} of shape {h.shape} downsampled in-plane by an integer factor')
@@ -131,15 +134,15 @@ def _check_out(out:Path|None, overwrite:bool):
         if (out / f).exists() and not overwrite: raise InputError(out / f, 'exists; pass overwrite=True (--overwrite) to replace it')
 
 def _write_report(out:Path, table:dict, images:dict, t:dict, overwrite:bool):
-    "report.md, report.json and report.png, each written atomically."
+    "report.md, report.json and report.png, written as one unit (all new, or the old ones kept)."
     out.mkdir(parents=True, exist_ok=True)
     f = table['files']
     md = f"# SR evaluation\n\nSR `{f['sr']}` vs HR `{f['hr']}`" + (f", bicubic from LR `{f['lr']}` (x{t['scale']})" if f['lr'] else '') + \
          (f", std of the SR samples `{f['std']}`" if f['std'] else '') + f"; shape {t['hr'].shape}, lengths in {table['unit']}.\n\n" + to_markdown(table)
-    with atomic_path(out / 'report.md', overwrite) as p: p.write_text(md)
-    with atomic_path(out / 'report.json', overwrite) as p: p.write_text(json.dumps(_plain(table), indent=1, allow_nan=False))
     fig = report_figure(images, table['curves'], lr=t['lr'], std=t['std'], unit=table['unit'])
-    with atomic_path(out / 'report.png', overwrite) as p: fig.savefig(p, format='png', dpi=90)
+    with atomic_paths([out / n for n in REPORT_FILES], overwrite) as (p_md, p_json, p_png):   # one unit: all new or all old
+        p_md.write_text(md); p_json.write_text(json.dumps(_plain(table), indent=1, allow_nan=False))
+        fig.savefig(p_png, format='png', dpi=90)
     f['report'] = [str(out / n) for n in REPORT_FILES]
 
 def evaluate(sr, # SR volume (a TIFF or a folder of slices)
@@ -154,6 +157,7 @@ def evaluate(sr, # SR volume (a TIFF or a folder of slices)
             ) -> dict: # the `compare` table, plus 'unit', 'curves' and 'files'
     "Compare bicubic, SR and HR; write the Markdown table, the JSON and the PNG figure to `out_dir`."
     out = Path(out_dir) if out_dir is not None else None
+    if threshold is not None and not math.isfinite(threshold): raise InputError('threshold', f'must be a finite grey level, got {threshold}')
     _check_out(out, overwrite)
     std = std_beside(sr) if std is None else std
     t = load_triplet(sr, hr, lr, std)
