@@ -147,7 +147,7 @@ def diffusion(kind: str) -> GaussianDiffusion:
 
 
 @SETTINGS
-@given(kind=st.sampled_from(['unet', 'conv']), sampler=st.sampled_from(SAMPLERS), steps=st.integers(1, 5),
+@given(kind=st.sampled_from(['unet', 'conv']), sampler=st.sampled_from(list(SAMPLERS)), steps=st.integers(1, 5),
        eta=st.sampled_from([0.0, 0.3, 1.0]), n_samples=st.integers(1, 2), b=st.integers(1, 2), seed=st.integers(0, 2**31 - 1))
 def test_samplers_reproducible_from_their_generator(kind, sampler, steps, eta, n_samples, b, seed):
     "Same generator, same output, even though the global RNG differs between the calls (dropout is off in eval mode)."
