@@ -33,7 +33,7 @@ def finetune(out: Path, minutes: float) -> Path:
     its = int(max(1, minutes * 60 * 2.0))   # a generous bound: the run stops at the time budget below
     cmd = [sys.executable, '-m', 'sr3xct', 'train', '-c', 'train/16_64/small', '--init', str(SHARED / 'I2000_E8'),
            '--model-config', str(SHARED / 'config.yaml'), '--resume', 'auto',
-           '--set', f'out_dir={out}', '--set', 'data.source=sandstone', '--set', 'data.patch=64', '--set', 'data.batch_size=8',
+           '--set', f'out_dir={out}', '--set', 'data.source=sandstone', '--set', 'data.patch=64', '--set', 'data.axes=[0]', '--set', 'data.batch_size=8',
            '--set', f'train.n_iter={its}', '--set', 'train.lr=2e-4', '--set', 'train.warmup=50', '--set', 'log.val_freq=0',
            '--set', 'log.save_freq=100', '--set', 'log.progress=false', '--set', 'log.tensorboard=false']
     proc = subprocess.Popen(cmd)

@@ -254,9 +254,9 @@ def run_eval(args) -> int:
     "Run `sr3xct eval`: print the table, write the report."
     from sr3xct.report import evaluate
     from sr3xct.metrics import to_markdown
-    t = evaluate(args.sr, args.hr, args.lr, args.out, args.threshold, args.pore, args.data_range, args.overwrite, std=args.std)
-    print(to_markdown(t))
-    print(f"wrote {', '.join(t['files']['report'])}", file=sys.stderr)
+    table = evaluate(args.sr, args.hr, args.lr, args.out, args.threshold, args.pore, args.data_range, args.overwrite, std=args.std)
+    print(to_markdown(table))
+    print(f"wrote {', '.join(table['files']['report'])}", file=sys.stderr)
     return 0
 
 # %% ../nbs/11_cli.ipynb #397730da

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_config.ipynb #a03ef681
 from __future__ import annotations
-import dataclasses, difflib, re, types, typing
+import difflib, re, types, typing
 from dataclasses import dataclass, field, fields, is_dataclass, asdict
 from importlib import resources
 from pathlib import Path
@@ -271,17 +271,17 @@ def _range_rules(cfg) -> list:
                 ('overlap', cfg.overlap, cfg.overlap >= 0, '>= 0'), ('batch_size', cfg.batch_size, cfg.batch_size >= 1, '>= 1'),
                 ('tile', cfg.tile, cfg.tile is None or cfg.tile >= 8, '>= 8'), ('device', cfg.device, _device_ok(cfg.device), 'auto, cpu, cuda or cuda:N'),
                 ('seed', cfg.seed, cfg.seed >= 0, '>= 0')]
-    t, d, lg = cfg.train, cfg.data, cfg.log
-    return [('seed', cfg.seed, cfg.seed >= 0, '>= 0'), ('train.lr', t.lr, t.lr > 0, '> 0'), ('train.n_iter', t.n_iter, t.n_iter >= 1, '>= 1'),
-            ('train.betas', t.betas, len(t.betas) == 2 and all(0 <= b < 1 for b in t.betas), 'two numbers in [0, 1)'),
-            ('train.weight_decay', t.weight_decay, t.weight_decay >= 0, '>= 0'), ('train.warmup', t.warmup, t.warmup >= 0, '>= 0'),
-            ('train.eta_min_ratio', t.eta_min_ratio, 0 <= t.eta_min_ratio <= 1, 'in [0, 1]'),
-            ('train.ema_decay', t.ema_decay, 0 <= t.ema_decay < 1, 'in [0, 1)'), ('train.grad_clip', t.grad_clip, t.grad_clip is None or t.grad_clip > 0, '> 0 or null'),
-            ('train.nan_patience', t.nan_patience, t.nan_patience >= 1, '>= 1'), ('train.threads', t.threads, t.threads is None or t.threads >= 1, '>= 1 or null'),
-            ('train.device', t.device, _device_ok(t.device), 'auto, cpu, cuda or cuda:N'),
-            ('data.scale', d.scale, d.scale in (2, 4, 8), '2, 4 or 8'), ('data.patch', d.patch, d.patch >= 8, '>= 8'),
-            ('data.batch_size', d.batch_size, d.batch_size >= 1, '>= 1'), ('data.length', d.length, d.length >= 1, '>= 1'),
-            ('data.num_workers', d.num_workers, d.num_workers >= 0, '>= 0'), ('data.val_fraction', d.val_fraction, 0 <= d.val_fraction < 1, 'in [0, 1)'),
+    opt, data, lg = cfg.train, cfg.data, cfg.log
+    return [('seed', cfg.seed, cfg.seed >= 0, '>= 0'), ('train.lr', opt.lr, opt.lr > 0, '> 0'), ('train.n_iter', opt.n_iter, opt.n_iter >= 1, '>= 1'),
+            ('train.betas', opt.betas, len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas), 'two numbers in [0, 1)'),
+            ('train.weight_decay', opt.weight_decay, opt.weight_decay >= 0, '>= 0'), ('train.warmup', opt.warmup, opt.warmup >= 0, '>= 0'),
+            ('train.eta_min_ratio', opt.eta_min_ratio, 0 <= opt.eta_min_ratio <= 1, 'in [0, 1]'),
+            ('train.ema_decay', opt.ema_decay, 0 <= opt.ema_decay < 1, 'in [0, 1)'), ('train.grad_clip', opt.grad_clip, opt.grad_clip is None or opt.grad_clip > 0, '> 0 or null'),
+            ('train.nan_patience', opt.nan_patience, opt.nan_patience >= 1, '>= 1'), ('train.threads', opt.threads, opt.threads is None or opt.threads >= 1, '>= 1 or null'),
+            ('train.device', opt.device, _device_ok(opt.device), 'auto, cpu, cuda or cuda:N'),
+            ('data.scale', data.scale, data.scale in (2, 4, 8), '2, 4 or 8'), ('data.patch', data.patch, data.patch >= 8, '>= 8'),
+            ('data.batch_size', data.batch_size, data.batch_size >= 1, '>= 1'), ('data.length', data.length, data.length >= 1, '>= 1'),
+            ('data.num_workers', data.num_workers, data.num_workers >= 0, '>= 0'), ('data.val_fraction', data.val_fraction, 0 <= data.val_fraction < 1, 'in [0, 1)'),
             ('log.print_freq', lg.print_freq, lg.print_freq >= 1, '>= 1'), ('log.save_freq', lg.save_freq, lg.save_freq >= 1, '>= 1'),
             ('log.val_freq', lg.val_freq, lg.val_freq >= 0, '>= 0 (0: no validation)'), ('log.keep_last', lg.keep_last, lg.keep_last >= 1, '>= 1'),
             ('val.sampler', cfg.val.sampler, cfg.val.sampler in SAMPLERS, f"one of {', '.join(SAMPLERS)}"),
@@ -478,12 +478,12 @@ def build_trainer(cfg:TrainConfig, resume:str|None=None, # None, 'auto' (newest 
     from sr3xct import train as T
     from sr3xct.runtime import init_distributed, Precision, set_threads
     rank, world, local = init_distributed()
-    t = cfg.train
+    optim = cfg.train
     if cfg.stage == 'diffusion' and not cfg.init and cfg.model.image_size != cfg.data.patch:
         raise InputError(f"{where}: model.image_size ({cfg.model.image_size}) must equal data.patch ({cfg.data.patch})")
-    device = pick_device(t.device, local)
-    if t.threads and device.type == 'cpu': set_threads(t.threads)   # null: PyTorch's default
-    precision = Precision(t.precision, device)
+    device = pick_device(optim.device, local)
+    if optim.threads and device.type == 'cpu': set_threads(optim.threads)   # null: PyTorch's default
+    precision = Precision(optim.precision, device)
     found = _read_resume(resume, cfg.run_dir) if resume else None   # read (and check) before anything is written
     if not resume and rank == 0: _check_fresh(cfg.run_dir)
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
@@ -492,20 +492,20 @@ def build_trainer(cfg:TrainConfig, resume:str|None=None, # None, 'auto' (newest 
     if found:   # another architecture fails here, before anything is written (`_resume` loads everything later)
         from sr3xct.checkpoint import load_weights
         load_weights(net, found[1]['model'], found[0], 'does not fit the configured model')
-    if t.compile: net.compile()
+    if optim.compile: net.compile()
     torch.manual_seed(cfg.seed + 1000 * rank); np.random.seed(cfg.seed + rank); random.seed(cfg.seed + rank)
     loader = T.make_loader(build_dataset(cfg.data, cfg.seed, where=where), cfg.data.batch_size, cfg.seed, rank, world,
                            cfg.data.num_workers)
-    opt = torch.optim.Adam(net.parameters(), lr=t.lr, betas=tuple(t.betas), weight_decay=t.weight_decay)
-    sched = T.make_scheduler(opt, t.n_iter, t.warmup, t.eta_min_ratio)
+    opt = torch.optim.Adam(net.parameters(), lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
+    sched = T.make_scheduler(opt, optim.n_iter, optim.warmup, optim.eta_min_ratio)
     if world > 1:
         loss_module = torch.nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[device.index] if device.type == 'cuda' else None, broadcast_buffers=False)
-    ema = T.EMA(net, t.ema_decay, t.ema_power)
+    ema = T.EMA(net, optim.ema_decay, optim.ema_power)
     extra = {'config': _plain(to_dict(cfg)), 'constructors': constructors(cfg, net, diffusion, base)}
     cbs = build_callbacks(cfg, net, diffusion, base, ema, precision, extra, rank, world, where)
     gen = torch.Generator(device).manual_seed(cfg.seed * 7919 + rank)
-    trainer = T.Trainer(net, loss_module, opt, sched, loader, t.n_iter, cbs + list(extra_cbs), precision, gen, device)
+    trainer = T.Trainer(net, loss_module, opt, sched, loader, optim.n_iter, cbs + list(extra_cbs), precision, gen, device)
     trainer.notes = _data_notes(cfg)
     if found: _resume(trainer, *found)
     return trainer
@@ -522,8 +522,8 @@ def build_callbacks(cfg:TrainConfig, net, diffusion, base, ema, precision, extra
                     where:str='config') -> list:
     "The loop's extras for `cfg`: clipping, NaN guard, EMA, checkpoints, importance sync; on rank 0 logging, validation, progress."
     from sr3xct import train as T
-    t, run_dir = cfg.train, cfg.run_dir
-    cbs = [T.GradClip(t.grad_clip), T.NaNGuard(t.nan_patience, check_loss=world == 1), T.EMACallback(ema),
+    optim, run_dir = cfg.train, cfg.run_dir
+    cbs = [T.GradClip(optim.grad_clip), T.NaNGuard(optim.nan_patience, check_loss=world == 1), T.EMACallback(ema),
            T.Checkpointer(run_dir / 'checkpoints', cfg.log.save_freq, cfg.log.keep_last, extra=extra, rank=rank, world_size=world)]
     if diffusion is not None and diffusion.timestep_sampler is not None: cbs.append(T.ImportanceSync(diffusion.timestep_sampler, world))
     if rank != 0: return cbs

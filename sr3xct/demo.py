@@ -26,10 +26,10 @@ class TimeBudget(Callback):
     "Stop training after `seconds` of wall-clock time (the final checkpoint is still written)."
     order = 5
     def __init__(self, seconds:float): self.seconds, self.stopped_at = float(seconds), None
-    def before_fit(self, t): self.t0 = time.monotonic()
-    def after_iter(self, t):
-        if time.monotonic() - self.t0 > self.seconds and t.state.iter < t.n_iter:
-            self.stopped_at, t.n_iter = t.state.iter, t.state.iter
+    def before_fit(self, trainer): self.t0 = time.monotonic()
+    def after_iter(self, trainer):
+        if time.monotonic() - self.t0 > self.seconds and trainer.state.iter < trainer.n_iter:
+            self.stopped_at, trainer.n_iter = trainer.state.iter, trainer.state.iter
 
 # %% ../nbs/12_demo.ipynb #695715d0
 SCALE = 4
@@ -42,8 +42,8 @@ def _crop_to(a:np.ndarray, m:int) -> np.ndarray:
 
 def lr_of(hr:np.ndarray, scale:int=SCALE) -> np.ndarray:
     "The LR volume of an HR uint8 volume (Z, Y, X): block average over `scale` x `scale`, rounded."
-    t = torch.from_numpy(hr.astype(np.float32))[:, None]
-    return degrade(t, scale)[:, 0].round().clamp(0, 255).numpy().astype(np.uint8)
+    hr_t = torch.from_numpy(hr.astype(np.float32))[:, None]
+    return degrade(hr_t, scale)[:, 0].round().clamp(0, 255).numpy().astype(np.uint8)
 
 def soil_test() -> tuple[np.ndarray, VolumeMeta]:
     "The packaged held-out soil slices, (4, 256, 256) uint8 (never seen by the packaged models)."
@@ -162,8 +162,8 @@ def demo_figure(tests:dict, # `demo_data`'s test sets
     folder = Path(folder)
     cols = ['LR', 'bicubic', 'fidelity', 'realism', 'mean of samples', 'std of samples', 'HR']
     fig, ax = plt.subplots(len(tests), len(cols), figsize=(2.1 * len(cols), 2.3 * len(tests)), squeeze=False)
-    for r, (name, t) in enumerate(tests.items()):
-        hr, lr = read_volume(t['hr'])[0][0], read_volume(t['lr'])[0][0]
+    for r, (name, test) in enumerate(tests.items()):
+        hr, lr = read_volume(test['hr'])[0][0], read_volume(test['lr'])[0][0]
         ims = {'LR': np.kron(lr, np.ones((SCALE, SCALE))), 'bicubic': bicubic_upsample(lr, SCALE), 'HR': hr}
         for m, f in (('fidelity', 'fidelity'), ('realism', 'realism'), ('mean of samples', 'mean'), ('std of samples', 'mean_std')):
             if (folder / name / f'{f}.tif').exists(): ims[m] = read_volume(folder / name / f'{f}.tif')[0][0]
@@ -261,9 +261,9 @@ def demo(out='sr3xct_demo', # the report folder
         trained = {'checkpoint': str(ckpt.relative_to(out)), 'iterations': iters, 'seconds': secs}
         sr_model = load_model(ckpt, SCALE)
     tables, times = {}, {}
-    for name, t in data['tests'].items():
+    for name, test in data['tests'].items():
         t0 = time.monotonic()
-        tables[name] = score_modes(sr_model, t, out / name, steps, n_samples)
+        tables[name] = score_modes(sr_model, test, out / name, steps, n_samples)
         times[name] = time.monotonic() - t0
         _say(f'sr3xct demo: {name}: super-resolved and evaluated in {times[name]:.0f} s')
     fig = demo_figure(data['tests'], out)

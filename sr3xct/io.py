@@ -6,10 +6,10 @@
 __all__ = ['SUPPORTED_DTYPES', 'TIFF_SUFFIXES', 'check_dtype', 'check_finite', 'check_patch_size', 'norm_unit', 'VolumeMeta',
            'grayscale_shape', 'VolumeReader', 'TiffVolume', 'slice_files', 'FolderVolume', 'open_volume', 'read_volume',
            'read_slice', 'volume_info', 'volume_shape', 'IntensityScaling', 'atomic_paths', 'atomic_path',
-           'write_volume', 'reserve_space', 'new_memmap', 'SliceWriter']
+           'write_volume', 'reserve_space', 'new_memmap', 'SliceWriter', 'write_json_atomic', 'ResumableWriter']
 
 # %% ../nbs/00_io.ipynb #4ccc271f
-import os, re, uuid, logging, contextlib, struct, math, errno
+import os, re, uuid, logging, contextlib, struct, math, errno, json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace, asdict, fields
 from pathlib import Path
@@ -690,3 +690,90 @@ class SliceWriter:
                                                              f'(first: {missing[0]}); nothing was saved')
                 _commit(self._tmp, self.path, self.overwrite)
         finally: self._tmp.unlink(missing_ok=True)
+
+# %% ../nbs/00_io.ipynb #0a49046f
+def write_json_atomic(path, obj):
+    "Write `obj` as JSON to `path` atomically: a temporary file beside it, fsync, rename."
+    with atomic_path(Path(path), overwrite=True) as tmp: tmp.write_text(json.dumps(obj))
+
+class ResumableWriter:
+    "A (Z, Y, X) TIFF written slice by slice along `axis` into a partial file, resumable, renamed into place when complete."
+    def __init__(self, path, # the output .tif
+                 shape:tuple, # (Z, Y, X) of the output
+                 meta:VolumeMeta, # dtype and metadata to store
+                 fingerprint:dict, # what defines the job (input, model, options): a partial file of another job is discarded
+                 axis:int=0, # slices are planes across this axis
+                 scaling:IntensityScaling|None=None, # slices arrive in [-1, 1] and are inverted through it
+                 overwrite:bool=False, # replace an existing output when finishing
+                 rank:int=0): # this process's rank (each rank records its own progress file)
+        self.path, self.meta, self.axis, self.scaling, self.overwrite, self.rank = Path(path), meta, axis, scaling, overwrite, rank
+        self.shape = tuple(int(n) for n in shape)
+        self.fingerprint = json.loads(json.dumps({**fingerprint, 'shape': self.shape, 'dtype': meta.dtype, 'axis': axis}))
+        self.partial = self.path.with_name(f'.{self.path.name}.partial')
+
+    def progress_files(self) -> list[Path]:
+        return sorted(self.path.parent.glob(f'.{self.path.name}.progress-*.json'))
+
+    def done(self) -> set[int]:
+        "Slices recorded as written by any rank of this job."
+        out = set()
+        for p in self.progress_files():
+            try: rec = json.loads(p.read_text())
+            except (OSError, ValueError): continue
+            if rec.get('fingerprint') == self.fingerprint: out |= set(rec['done'])
+        return out
+
+    def prepare(self) -> set[int]:
+        "Create (or reuse) the partial file; returns the slices already done. Call on one rank before the others `open`."
+        _check_target(self.path, self.overwrite)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        done = self.done() if self.partial.exists() else set()
+        self.fresh = not done or self.partial.stat().st_size < self._nbytes()
+        if self.fresh:   # a new partial file, its pixel blocks reserved on disk (no SIGBUS on a full disk later)
+            for p in self.progress_files(): p.unlink()
+            mm = new_memmap(self.partial, _write_shape(self.shape, self.meta, self.path), self.meta, self.path)
+            del mm
+            done = set()
+        return done
+
+    def discard(self):
+        "Delete the partial file and the progress files (a job that cannot complete as asked)."
+        self.partial.unlink(missing_ok=True)
+        for p in self.progress_files(): p.unlink(missing_ok=True)
+
+    def _nbytes(self) -> int: return int(np.prod(self.shape)) * np.dtype(self.meta.dtype).itemsize
+
+    def open(self):
+        "Find the pixel block of the partial file and load this rank's progress."
+        with tifffile.TiffFile(self.partial) as tf: self.offset = tf.series[0].dataoffset
+        if self.offset is None: raise InputError(self.partial, 'partial output is not contiguous; delete it and rerun')
+        self.progress = self.path.with_name(f'.{self.path.name}.progress-{self.rank}.json')
+        self.mine = set()
+        if self.progress.exists():
+            try:
+                rec = json.loads(self.progress.read_text())
+                if rec.get('fingerprint') == self.fingerprint: self.mine = set(rec['done'])
+            except ValueError: pass
+        return self
+
+    def write(self, slices:dict):
+        "Write `{index: 2D slice}`, flush them to disk, then record them as done."
+        mm = np.memmap(self.partial, self.meta.dtype, 'r+', self.offset, self.shape)
+        try:
+            for i, s in slices.items():
+                mm[(slice(None),) * self.axis + (i,)] = _to_meta_dtype(s, self.meta, self.scaling, self.path)
+            mm.flush()
+        finally: del mm
+        self.mine |= set(int(i) for i in slices)
+        write_json_atomic(self.progress, {'fingerprint': self.fingerprint, 'done': sorted(self.mine)})
+
+    def finish(self):
+        "Check every slice is recorded, rename the partial file onto the output, drop the progress files."
+        n = self.shape[self.axis]
+        missing = sorted(set(range(n)) - self.done())
+        if missing: raise InputError(self.path, f'{len(missing)} of {n} slices missing (first: {missing[0]}); rerun to complete')
+        with open(self.partial, 'rb+') as f: os.fsync(f.fileno())
+        _check_target(self.path, self.overwrite)
+        os.replace(self.partial, self.path)
+        for p in self.progress_files(): p.unlink(missing_ok=True)
+        return self.path

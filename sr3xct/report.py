@@ -133,13 +133,13 @@ def _check_out(out:Path|None, overwrite:bool):
     for f in REPORT_FILES:
         if (out / f).exists() and not overwrite: raise InputError(out / f, 'exists; pass overwrite=True (--overwrite) to replace it')
 
-def _write_report(out:Path, table:dict, images:dict, t:dict, overwrite:bool):
+def _write_report(out:Path, table:dict, images:dict, vols:dict, overwrite:bool):
     "report.md, report.json and report.png, written as one unit (all new, or the old ones kept)."
     out.mkdir(parents=True, exist_ok=True)
     f = table['files']
-    md = f"# SR evaluation\n\nSR `{f['sr']}` vs HR `{f['hr']}`" + (f", bicubic from LR `{f['lr']}` (x{t['scale']})" if f['lr'] else '') + \
-         (f", std of the SR samples `{f['std']}`" if f['std'] else '') + f"; shape {t['hr'].shape}, lengths in {table['unit']}.\n\n" + to_markdown(table)
-    fig = report_figure(images, table['curves'], lr=t['lr'], std=t['std'], unit=table['unit'])
+    md = f"# SR evaluation\n\nSR `{f['sr']}` vs HR `{f['hr']}`" + (f", bicubic from LR `{f['lr']}` (x{vols['scale']})" if f['lr'] else '') + \
+         (f", std of the SR samples `{f['std']}`" if f['std'] else '') + f"; shape {vols['hr'].shape}, lengths in {table['unit']}.\n\n" + to_markdown(table)
+    fig = report_figure(images, table['curves'], lr=vols['lr'], std=vols['std'], unit=table['unit'])
     with atomic_paths([out / n for n in REPORT_FILES], overwrite) as (p_md, p_json, p_png):   # one unit: all new or all old
         p_md.write_text(md); p_json.write_text(json.dumps(_plain(table), indent=1, allow_nan=False))
         fig.savefig(p_png, format='png', dpi=90)
@@ -160,20 +160,20 @@ def evaluate(sr, # SR volume (a TIFF or a folder of slices)
     if threshold is not None and not math.isfinite(threshold): raise InputError('threshold', f'must be a finite grey level, got {threshold}')
     _check_out(out, overwrite)
     std = std_beside(sr) if std is None else std
-    t = load_triplet(sr, hr, lr, std)
-    if data_range is None and not np.issubdtype(t['hr'].dtype, np.integer):
-        raise InputError(hr, f'{t["hr"].dtype} data: give the data range for PSNR/SSIM (--data-range), it is never guessed')
-    vs = t['meta'].voxel_size
-    try: table = compare(t['sr'], t['hr'], t['lr'], data_range=data_range, threshold=threshold, pore=pore,
+    vols = load_triplet(sr, hr, lr, std)
+    if data_range is None and not np.issubdtype(vols['hr'].dtype, np.integer):
+        raise InputError(hr, f'{vols["hr"].dtype} data: give the data range for PSNR/SSIM (--data-range), it is never guessed')
+    vs = vols['meta'].voxel_size
+    try: table = compare(vols['sr'], vols['hr'], vols['lr'], data_range=data_range, threshold=threshold, pore=pore,
                          voxel_size=vs[-1] if vs else 1.0)
     except InputError as e:   # name the file, not `compare`'s argument
         files = {'sr': sr, 'hr': hr, 'lr': lr}
         if e.path in files: raise InputError(files[e.path], e.problem) from None
         raise
-    table['unit'] = t['meta'].unit if vs else 'voxels'
-    images = {'bicubic': bicubic_upsample(t['lr'], t['scale'])} if t['lr'] is not None else {}
-    images.update(sr=t['sr'], hr=t['hr'])
+    table['unit'] = vols['meta'].unit if vs else 'voxels'
+    images = {'bicubic': bicubic_upsample(vols['lr'], vols['scale'])} if vols['lr'] is not None else {}
+    images.update(sr=vols['sr'], hr=vols['hr'])
     table['curves'] = curves(images, table['threshold'], pore, voxel_size=table['voxel_size'])
     table['files'] = {k: None if v is None else str(v) for k, v in dict(sr=sr, hr=hr, lr=lr, std=std).items()}
-    if out is not None: _write_report(out, table, images, t, overwrite)
+    if out is not None: _write_report(out, table, images, vols, overwrite)
     return table

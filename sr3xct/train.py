@@ -294,12 +294,12 @@ class GradClip(Callback):
     "Clip the gradient norm to `max_norm` (None: measure only); the norm goes to `state.grad_norm`."
     order = 10
     def __init__(self, max_norm:float|None=1.0): self.max_norm = max_norm
-    def after_backward(self, t):
-        t.precision.unscale_(t.opt)
-        params = [p for g in t.opt.param_groups for p in g['params'] if p.grad is not None]
+    def after_backward(self, trainer):
+        trainer.precision.unscale_(trainer.opt)
+        params = [p for g in trainer.opt.param_groups for p in g['params'] if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, self.max_norm if self.max_norm else float('inf'))
-        t.state.grad_norm = float(norm)
-        if not math.isfinite(t.state.grad_norm): raise CancelStep('non-finite gradient norm')
+        trainer.state.grad_norm = float(norm)
+        if not math.isfinite(trainer.state.grad_norm): raise CancelStep('non-finite gradient norm')
 
 class NaNGuard(Callback):
     "Skip steps with a non-finite loss (or gradients); stop after `patience` in a row."
@@ -307,25 +307,25 @@ class NaNGuard(Callback):
     def __init__(self, patience:int=10,
                  check_loss:bool=True): # False under DDP: every rank must run backward; NaN gradients are caught by `GradClip`
         self.patience, self.check_loss, self.streak = patience, check_loss, 0
-    def after_loss(self, t):
-        if self.check_loss and not torch.isfinite(t.state.loss.detach()).all(): raise CancelStep('non-finite loss')
-    def after_step(self, t): self.streak = 0
-    def after_cancel(self, t):
-        if t.precision.scaler is not None and torch.isfinite(t.state.loss.detach()).all(): return  # fp16 overflow: the scaler adapts
+    def after_loss(self, trainer):
+        if self.check_loss and not torch.isfinite(trainer.state.loss.detach()).all(): raise CancelStep('non-finite loss')
+    def after_step(self, trainer): self.streak = 0
+    def after_cancel(self, trainer):
+        if trainer.precision.scaler is not None and torch.isfinite(trainer.state.loss.detach()).all(): return  # fp16 overflow: the scaler adapts
         self.streak += 1
         if self.streak >= self.patience:
-            raise TrainingDiverged(f"training stopped at iteration {t.state.iter + 1}: {self.streak} steps in a row had a "
-                                   f"non-finite loss or gradient (last loss {float(t.state.loss.detach()):.4g}); lower train.lr, use "
+            raise TrainingDiverged(f"training stopped at iteration {trainer.state.iter + 1}: {self.streak} steps in a row had a "
+                                   f"non-finite loss or gradient (last loss {float(trainer.state.loss.detach()):.4g}); lower train.lr, use "
                                    f"train.precision=fp32, or check the data for NaN/Inf")
 
 class EMACallback(Callback):
     "Keep an `EMA` of the network, updated after every optimizer step; saved as the checkpoint's `ema`."
     order, state_key = 30, 'ema'
     def __init__(self, ema:EMA): self.ema = ema
-    def after_step(self, t): self.ema.update(t.net, t.state.iter)
+    def after_step(self, trainer): self.ema.update(trainer.net, trainer.state.iter)
     def state_dict(self): return self.ema.state_dict()
     def load_state_dict(self, sd): self.ema.load_state_dict(sd)
-    def reset(self, t): self.ema.copy_from(t.net)   # a checkpoint without EMA: start it at the loaded weights
+    def reset(self, trainer): self.ema.copy_from(trainer.net)   # a checkpoint without EMA: start it at the loaded weights
 
 # %% ../nbs/07_train.ipynb #d17171e5
 class JSONLWriter:
@@ -351,38 +351,38 @@ class Logger(Callback):
     order = 50
     def __init__(self, writers=(), freq:int=100, world_size:int=1):
         self.writers, self.freq, self.world_size = list(writers), freq, world_size
-    def before_fit(self, t): self._reset(t); t.state.last_log = {}
-    def _reset(self, t): self.sums, self.n, self.norms, self.t0, self.i0 = {}, 0, [], time.perf_counter(), t.state.iter
-    def after_iter(self, t):
-        s = t.state
+    def before_fit(self, trainer): self._reset(trainer); trainer.state.last_log = {}
+    def _reset(self, trainer): self.sums, self.n, self.norms, self.t0, self.i0 = {}, 0, [], time.perf_counter(), trainer.state.iter
+    def after_iter(self, trainer):
+        s = trainer.state
         if not s.skipped:
             self.n += 1
             for k, v in s.parts.items(): self.sums[k] = self.sums.get(k, 0.0) + float(v)
         if math.isfinite(s.grad_norm): self.norms.append(s.grad_norm)
-        if s.iter % self.freq and s.iter < t.n_iter: return
+        if s.iter % self.freq and s.iter < trainer.n_iter: return
         dt = max(time.perf_counter() - self.t0, 1e-9); its = s.iter - self.i0
         rec = {f'loss/{k}': v / max(self.n, 1) for k, v in self.sums.items()}
-        rec.update({'lr': t.opt.param_groups[0]['lr'], 'epoch': s.epoch, 'skipped': s.n_skipped,
-                    'it_per_s': its / dt, 'img_per_s': its * t.loader.batch_size * self.world_size / dt})
+        rec.update({'lr': trainer.opt.param_groups[0]['lr'], 'epoch': s.epoch, 'skipped': s.n_skipped,
+                    'it_per_s': its / dt, 'img_per_s': its * trainer.loader.batch_size * self.world_size / dt})
         if self.norms: rec.update({'grad_norm': sum(self.norms) / len(self.norms), 'grad_norm_max': max(self.norms)})
         s.last_log = rec
         for w in self.writers: w.write(s.iter, rec)
-        self._reset(t)
-    def after_fit(self, t):
+        self._reset(trainer)
+    def after_fit(self, trainer):
         for w in self.writers: w.close()
 
 class ProgressBar(Callback):
     "A `tqdm.auto` progress bar showing the last logged loss and LR."
     order = 60
-    def before_fit(self, t):
+    def before_fit(self, trainer):
         from tqdm.auto import tqdm
-        self.bar = tqdm(total=t.n_iter, initial=t.state.iter, dynamic_ncols=True, desc='train', mininterval=progress_interval())
-    def after_iter(self, t):
+        self.bar = tqdm(total=trainer.n_iter, initial=trainer.state.iter, dynamic_ncols=True, desc='train', mininterval=progress_interval())
+    def after_iter(self, trainer):
         self.bar.update(1)
-        log = getattr(t.state, 'last_log', None)
-        if log and t.state.iter % 10 == 0:
+        log = getattr(trainer.state, 'last_log', None)
+        if log and trainer.state.iter % 10 == 0:
             self.bar.set_postfix(loss=f"{log.get('loss/total', float('nan')):.4f}", lr=f"{log['lr']:.2e}", refresh=False)
-    def after_fit(self, t): self.bar.close()
+    def after_fit(self, trainer): self.bar.close()
 
 # %% ../nbs/07_train.ipynb #67995e54
 CKPT_RE = re.compile(r'^iter_(\d+)\.pt$')
@@ -406,24 +406,24 @@ class Checkpointer(Callback):
     def __init__(self, ckpt_dir, freq:int=10_000, keep_last:int=5, extra:dict|None=None, rank:int=0, world_size:int=1):
         self.dir, self.freq, self.keep_last, self.extra = Path(ckpt_dir), freq, keep_last, extra or {}
         self.rank, self.world_size, self.last_saved = rank, world_size, None
-    def before_fit(self, t):
+    def before_fit(self, trainer):
         if self.rank == 0 and self.dir.is_dir():
             for p in self.dir.glob('.iter_*.pt.*.tmp'): p.unlink(missing_ok=True)   # left by a write cut off by a crash
-    def after_iter(self, t):
-        if t.state.iter % self.freq == 0: self.save(t)
-    def after_fit(self, t):
-        if t.state.iter >= t.n_iter and self.last_saved != t.state.iter: self.save(t)  # finished (not stopped by an error)
-    def save(self, t):
-        sd = t.state_dict()
+    def after_iter(self, trainer):
+        if trainer.state.iter % self.freq == 0: self.save(trainer)
+    def after_fit(self, trainer):
+        if trainer.state.iter >= trainer.n_iter and self.last_saved != trainer.state.iter: self.save(trainer)  # finished (not stopped by an error)
+    def save(self, trainer):
+        sd = trainer.state_dict()
         if self.world_size > 1:
             rngs = [None] * self.world_size
             dist.all_gather_object(rngs, sd['rng']); sd['rng'] = rngs
-        self.last_saved = t.state.iter
+        self.last_saved = trainer.state.iter
         if self.rank != 0: return
         bad = [k for k, v in sd['model'].items() if v.is_floating_point() and not torch.isfinite(v).all()]
-        if bad: raise TrainingDiverged(f"iteration {t.state.iter}: weights {bad[:3]} are not finite; no checkpoint written")
+        if bad: raise TrainingDiverged(f"iteration {trainer.state.iter}: weights {bad[:3]} are not finite; no checkpoint written")
         self.dir.mkdir(parents=True, exist_ok=True)
-        save_checkpoint(self.dir / f'iter_{t.state.iter:08d}.pt', {**sd, **self.extra})
+        save_checkpoint(self.dir / f'iter_{trainer.state.iter:08d}.pt', {**sd, **self.extra})
         for old in list_checkpoints(self.dir)[:-self.keep_last] if self.keep_last > 0 else []: old.unlink(missing_ok=True)
 
 # %% ../nbs/07_train.ipynb #595e37f1
@@ -431,7 +431,7 @@ class RunLock(Callback):
     "Holds an open, locked file (`sr3xct.config.lock_run`) until the run ends: one run per run folder at a time."
     order = 95
     def __init__(self, lock_file): self.lock_file = lock_file
-    def after_fit(self, t): self.release()
+    def after_fit(self, trainer): self.release()
     def release(self):
         if self.lock_file is not None and not self.lock_file.closed: self.lock_file.close()
 
@@ -456,13 +456,13 @@ class Validator(Callback):
         self.steps, self.sampler, self.seed, self.writers, self.precision = steps, sampler, seed, list(writers), precision
         self.history = []
     @torch.no_grad()
-    def validate(self, t) -> dict:
+    def validate(self, trainer) -> dict:
         from sr3xct.diffusion import sample
         from sr3xct.metrics import psnr, ssim
-        lr, cond, hr = [b.to(t.device) for b in self.batch]
-        net = t.net
+        lr, cond, hr = [b.to(trainer.device) for b in self.batch]
+        net = trainer.net
         was_training = net.training; net.eval()
-        g = torch.Generator(t.device).manual_seed(self.seed)
+        g = torch.Generator(trainer.device).manual_seed(self.seed)
         ctx = self.ema.applied(net) if self.ema is not None else nullcontext()
         try:
             with ctx, (self.precision.autocast() if self.precision else nullcontext()):
@@ -473,20 +473,20 @@ class Validator(Callback):
         sr = sr.float().clamp(-1, 1)
         f = lambda m, a: float(m(a[:, 0].cpu().numpy(), hr[:, 0].float().cpu().numpy(), data_range=2.0))  # mean over images
         rec = {'val/psnr': f(psnr, sr), 'val/ssim': f(ssim, sr), 'val/psnr_bicubic': f(psnr, cond), 'val/ssim_bicubic': f(ssim, cond)}
-        save_grid(self.out_dir / f'iter_{t.state.iter:08d}.png', [cond, sr, hr])
+        save_grid(self.out_dir / f'iter_{trainer.state.iter:08d}.png', [cond, sr, hr])
         return rec
-    def after_iter(self, t):
-        if t.state.iter % self.freq: return
-        rec = self.validate(t)
-        self.history.append({'iter': t.state.iter, **rec})
-        for w in self.writers: w.write(t.state.iter, rec)
+    def after_iter(self, trainer):
+        if trainer.state.iter % self.freq: return
+        rec = self.validate(trainer)
+        self.history.append({'iter': trainer.state.iter, **rec})
+        for w in self.writers: w.write(trainer.state.iter, rec)
 
 # %% ../nbs/07_train.ipynb #a65a3d1d
 class ImportanceSync(Callback):
     "Merge the diffusion's timestep-importance history across ranks after every step; checkpointed."
     order, state_key = 40, 'timestep_sampler'
     def __init__(self, sampler, world_size:int=1): self.sampler, self.world_size = sampler, world_size
-    def after_iter(self, t):
+    def after_iter(self, trainer):
         if self.world_size > 1: self.sampler.all_gather()
     def state_dict(self): return self.sampler.state_dict()
     def load_state_dict(self, sd): self.sampler.load_state_dict(sd)

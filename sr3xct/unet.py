@@ -228,34 +228,35 @@ class UNet(nn.Module):
         self.cross_attn_levels = sorted(set(self.attn_levels) | {n - 1}) if use_cross_attn else []
         cc = (context_channel or inner_channel) if use_cross_attn else None
         emb = dict(noise_level_emb_dim=inner_channel, norm_groups=norm_groups, dropout=dropout, n_head=cross_attn_heads, attn_heads=attn_heads)
-        attn = lambda i: dict(with_attn=i in self.attn_levels, level=i,
-                              context_channel=cc if i in self.attn_levels else None)
-
+        attn = lambda i: dict(with_attn=i in self.attn_levels, level=i, context_channel=cc if i in self.attn_levels else None)
+        block = lambda dim, dim_out, i: ResnetBlocWithAttn(dim, dim_out, **attn(i), **emb)
         self.noise_level_mlp = nn.Sequential(PositionalEncoding(inner_channel), nn.Linear(inner_channel, inner_channel * 4),
                                              nn.SiLU(), nn.Linear(inner_channel * 4, inner_channel))
-        pre, feat_channels = inner_channel, [inner_channel]
-        downs = [nn.Conv2d(in_channel, inner_channel, 3, padding=1)]
-        for i, m in enumerate(channel_mults):
-            for _ in range(res_blocks):
-                downs.append(ResnetBlocWithAttn(pre, inner_channel * m, **attn(i), **emb))
-                pre = inner_channel * m
-                feat_channels.append(pre)
-            if i < n - 1:
-                downs.append(Downsample(pre))
-                feat_channels.append(pre)
-        self.downs = nn.ModuleList(downs)
+        self.downs, feat_channels, pre = self._encoder(block, inner_channel, channel_mults, res_blocks)
         self.mid = nn.ModuleList([ResnetBlocWithAttn(pre, pre, with_attn=True, context_channel=cc, level=n - 1, **emb),
                                   ResnetBlocWithAttn(pre, pre, with_attn=False, level=n - 1, **emb)])
-        ups = []
-        for i in reversed(range(n)):
-            for _ in range(res_blocks + 1):
-                ups.append(ResnetBlocWithAttn(pre + feat_channels.pop(), inner_channel * channel_mults[i], **attn(i), **emb))
-                pre = inner_channel * channel_mults[i]
-            if i > 0: ups.append(Upsample(pre))
-        self.ups = nn.ModuleList(ups)
+        self.ups, pre = self._decoder(block, inner_channel, channel_mults, res_blocks, feat_channels, pre)
         self.final_conv = Block(pre, out_channel, norm_groups)
         self.cond_encoder = (ConditionEncoder(in_channel - out_channel, cc, max(self.cross_attn_levels) + 1, norm_groups)
                              if use_cross_attn else None)
+
+    def _encoder(self, block, C:int, channel_mults, res_blocks:int):
+        "The encoder (`downs`), the widths of its skip connections, and its output width."
+        pre, feats, downs = C, [C], [nn.Conv2d(self.in_channel, C, 3, padding=1)]
+        for i, m in enumerate(channel_mults):
+            for _ in range(res_blocks):
+                downs.append(block(pre, C * m, i)); pre = C * m; feats.append(pre)
+            if i < len(channel_mults) - 1: downs.append(Downsample(pre)); feats.append(pre)
+        return nn.ModuleList(downs), feats, pre
+
+    def _decoder(self, block, C:int, channel_mults, res_blocks:int, feats:list, pre:int):
+        "The decoder (`ups`), each block fed the concatenation with a skip connection, and its output width."
+        ups = []
+        for i in reversed(range(len(channel_mults))):
+            for _ in range(res_blocks + 1):
+                ups.append(block(pre + feats.pop(), C * channel_mults[i], i)); pre = C * channel_mults[i]
+            if i > 0: ups.append(Upsample(pre))
+        return nn.ModuleList(ups), pre
 
     def forward(self,
                 x:Tensor, # (B, in_channel, H, W): cat(condition, x_t)

@@ -107,11 +107,11 @@ def test_five_sigkills_resume_exactly(tmp_path):
 
 INFER_DRIVER = r'''
 import os, signal, sys
-import sr3xct.infer as I
 from sr3xct.cli import main
 kill_at, phase, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 def die(): os.kill(os.getpid(), signal.SIGKILL)
-calls, real_write, real_json, real_replace = [0], I.ResumableWriter.write, I._atomic_json, os.replace
+import sr3xct.io as IO
+calls, real_write, real_json, real_replace = [0], IO.ResumableWriter.write, IO.write_json_atomic, os.replace
 hit = lambda p: calls[0] == kill_at and phase == p
 def write(self, slices):
     calls[0] += 1
@@ -122,9 +122,9 @@ def atomic_json(path, obj):
     if hit('unrecorded'): die()               # pixels in the partial file, progress not recorded
     real_json(path, obj)
 def replace(src, dst):
-    if hit('progress-rename') and str(src).endswith('.json.tmp'): die()   # new progress written, not renamed
+    if hit('progress-rename') and '.progress-' in str(src) and str(src).endswith('.tmp'): die()   # new progress written, not renamed
     real_replace(src, dst)
-I.ResumableWriter.write, I._atomic_json, os.replace = write, atomic_json, replace
+IO.ResumableWriter.write, IO.write_json_atomic, os.replace = write, atomic_json, replace
 sys.exit(main(argv))
 '''
 

@@ -157,7 +157,7 @@ def test_infer_where_space_cannot_be_reserved_writes_zeros_first(job):
 
 
 def test_a_disk_filling_up_during_infer_is_one_line(job):
-    with mock.patch('sr3xct.infer._atomic_json', lambda path, obj: no_space()):
+    with mock.patch('sr3xct.io.write_json_atomic', lambda path, obj: no_space()):
         one_line(*infer(job)[::2], 'No space left on device')
     assert infer(job)[0] == 0   # the rerun (space freed) completes
 
