@@ -5,7 +5,7 @@ checkpoint or model file of a plain (bicubic-conditioned) diffusion. With `--tra
 fine-tunes the shared SR3-XCT fixture (random weights: inner_channel 16, 4-head attention, linear schedule of 5000
 levels) with `sr3xct train --init` on real sandstone for N minutes, so the comparison is on a network that has
 learned something. Scored on held-out sandstone (slices 40-49, never trained on: the training data holds them out),
-64x64 HR patches (16x16 LR), PSNR against HR, seconds per patch (network evaluations dominate).
+HR patches of --size (LR a quarter of it), PSNR against HR, seconds per patch (network evaluations dominate).
 
     python bench/bench_seed_sampling.py --train-minutes 8 --out runs/seed_bench
     python bench/bench_seed_sampling.py --checkpoint runs/seed_bench/checkpoints/iter_00000500.pt
@@ -45,10 +45,10 @@ def finetune(out: Path, minutes: float) -> Path:
     return cks[-1]
 
 
-def patches(n: int) -> np.ndarray:
-    "`n` held-out 64x64 HR sandstone patches (slices 40-49, a grid over each slice)."
+def patches(n: int, size: int) -> np.ndarray:
+    "`n` held-out `size` x `size` HR sandstone patches (slices 40-49, a grid over each slice)."
     vol = sandstone()[0][40:50]
-    out = [vol[z, y:y + 64, x:x + 64] for z in range(len(vol)) for y in range(0, 192, 96) for x in range(0, 192, 96)]
+    out = [vol[z, y:y + size, x:x + size] for z in range(len(vol)) for y in range(0, 192, 96) for x in range(0, 192, 96)]
     return np.stack(out[:: max(1, len(out) // n)][:n])
 
 
@@ -58,19 +58,20 @@ def main(argv=None):
     p.add_argument('--model-config', help='the YAML of an SR3-XCT checkpoint')
     p.add_argument('--train-minutes', type=float, default=0, help='fine-tune the SR3-XCT fixture first (needs ../shared)')
     p.add_argument('--out', default='runs/seed_bench', help='run folder of the fine-tuning')
-    p.add_argument('--patches', type=int, default=8, help='held-out 64x64 patches scored')
+    p.add_argument('--patches', type=int, default=8, help='held-out patches scored')
+    p.add_argument('--size', type=int, default=64, help='HR patch size (a multiple of 16)')
     p.add_argument('--threads', type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     ck = Path(a.checkpoint) if a.checkpoint else finetune(Path(a.out), a.train_minutes) if a.train_minutes else None
     if ck is None: sys.exit('give --checkpoint, or --train-minutes to fine-tune the SR3-XCT fixture first')
     d, info = load_diffusion(ck, a.model_config)
-    hr = patches(a.patches)
+    hr = patches(a.patches, a.size)
     lr = lr_of(hr)
     bic = bicubic_upsample(lr, 4)
     cond = torch.from_numpy(bic.astype(np.float32) / 127.5 - 1)[:, None]
     print(f'{cpu_name()}, {a.threads} threads; model {ck} ({info["format"]}, T={d.n_timestep}, {d.config["schedule"]}); '
-          f'{len(hr)} held-out sandstone patches 64x64, x4')
+          f'{len(hr)} held-out sandstone patches {a.size}x{a.size}, x4')
     print(f'| sampler | steps | PSNR (dB) | s per patch |\n|---|---|---|---|\n| bicubic | - | {np.mean([psnr(b, h, 255) for b, h in zip(bic, hr)]):.2f} | - |')
     runs = [('ddim', 20), ('ddim', 50), ('dpm++2m', 20), ('dpm++2m', 50), ('ddpm', 250), ('ddpm', d.n_timestep)]
     for sampler, steps in runs:
