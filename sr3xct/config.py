@@ -25,7 +25,7 @@ __all__ = ['ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'D
            'ValConfig', 'TrainConfig', 'InferenceConfig', 'from_dict', 'to_dict', 'packaged_configs', 'resolve_config',
            'check_ranges', 'apply_overrides', 'load_config', 'pick_device', 'build_loss', 'build_diffusion',
            'build_predictor', 'load_base', 'build_dataset', 'val_batch', 'load_init', 'build_model', 'constructors',
-           'build_trainer', 'build_callbacks', 'lock_run']
+           'lock_run', 'build_callbacks', 'build_trainer']
 
 # %% ../nbs/10_config.ipynb #16437186
 @dataclass
@@ -44,6 +44,7 @@ class ModelConfig:
     cross_attn_heads: int = 4
     context_channel: int | None = None  # condition-encoder width (null: inner_channel)
 
+# %% ../nbs/10_config.ipynb #3f5c9c70
 @dataclass
 class DiffusionConfig:
     "Noise schedule and timestep sampling (`sr3xct.diffusion.GaussianDiffusion`)."
@@ -56,6 +57,7 @@ class DiffusionConfig:
     residual_scale: float = 1.0  # with residual: diffuse (hr - condition) / residual_scale
     base: str | None = None  # a predictor checkpoint (a `stage: predictor` run): refine P(LR) instead of bicubic
 
+# %% ../nbs/10_config.ipynb #f66d4189
 @dataclass
 class PredictorConfig:
     "The predict-and-refine first stage (`sr3xct.predictor.Predictor`; its scale is `data.scale`)."
@@ -71,6 +73,7 @@ class LossConfig:
     w_frequency: float = 0.0
     vgg_weights: str | None = None   # path to VGG19 weights; needed when w_perceptual > 0
 
+# %% ../nbs/10_config.ipynb #587937ad
 @dataclass
 class DataConfig:
     "Where the training patches come from and how they are batched."
@@ -87,6 +90,7 @@ class DataConfig:
     num_workers: int = 0
     augment: AugmentConfig | None = None  # null: no augmentation
 
+# %% ../nbs/10_config.ipynb #fe10922a
 @dataclass
 class OptimConfig:
     "Adam, cosine LR with warm-up, EMA, clipping, precision: the training loop's knobs."
@@ -124,6 +128,7 @@ class ValConfig:
     seed: int = 1
     start: float = 1.0               # where sampling starts (1: pure noise); recorded as the model's default
 
+# %% ../nbs/10_config.ipynb #6200fb0d
 @dataclass
 class TrainConfig:
     "A whole training run."
@@ -174,6 +179,7 @@ def _type_name(tp) -> str:
     if is_dataclass(tp): return 'a mapping'
     return getattr(tp, '__name__', str(tp))
 
+# %% ../nbs/10_config.ipynb #95b1be4c
 def _convert(value, tp, where: str, key: str):
     "Check `value` against type `tp`; return it converted (nested dataclasses built)."
     def bad(): return InputError(f"{where}: key '{key}' must be {_type_name(tp)}, got {type(value).__name__} ({value!r})")
@@ -219,6 +225,7 @@ def _convert(value, tp, where: str, key: str):
         return value
     raise TypeError(f'unsupported config type {tp!r} for {key}')
 
+# %% ../nbs/10_config.ipynb #ae384f8a
 def _unknown(cls, key: str, where: str, prefix: str) -> InputError:
     names = [f.name for f in fields(cls)]
     close = difflib.get_close_matches(key, names, n=1)
@@ -251,6 +258,7 @@ def packaged_configs() -> list[str]:
             elif f.name.endswith('.yaml'): yield f'{prefix}{f.name[:-5]}'
     return list(walk(root, ''))
 
+# %% ../nbs/10_config.ipynb #b6edf4b8
 def resolve_config(name: str | Path) -> Path:
     "Path of a config given as a file path or a packaged name like `train/32_256/deep`."
     p = Path(name)
@@ -259,6 +267,14 @@ def resolve_config(name: str | Path) -> Path:
     pkg = resources.files('sr3xct') / 'config' / (str(name) if str(name).endswith('.yaml') else f'{name}.yaml')
     if pkg.is_file(): return Path(str(pkg))
     raise InputError(f"{name}: no such config file or packaged config (packaged: {', '.join(packaged_configs())})")
+
+# %% ../nbs/10_config.ipynb #aed302a4
+def _device_ok(name:str) -> bool:
+    return bool(re.fullmatch(r'auto|cpu|cuda(:\d+)?|mps', str(name)))
+
+def _template_ok(s:str) -> bool:
+    try: s.format(name='x'); return True
+    except (KeyError, IndexError, ValueError): return False
 
 # %% ../nbs/10_config.ipynb #89673929
 def _range_rules(cfg) -> list:
@@ -289,13 +305,7 @@ def _range_rules(cfg) -> list:
             ('val.steps', cfg.val.steps, cfg.val.steps >= 1, '>= 1'), ('val.start', cfg.val.start, 0 < cfg.val.start <= 1, 'in (0, 1]'),
             ('out_dir', cfg.out_dir, _template_ok(cfg.out_dir), 'a path whose only field is {name}')]
 
-def _device_ok(name:str) -> bool:
-    return bool(re.fullmatch(r'auto|cpu|cuda(:\d+)?|mps', str(name)))
-
-def _template_ok(s:str) -> bool:
-    try: s.format(name='x'); return True
-    except (KeyError, IndexError, ValueError): return False
-
+# %% ../nbs/10_config.ipynb #232661e6
 def check_ranges(cfg, where:str='config'):
     "`cfg` unchanged when every value is in its range, else an `InputError` naming `where` and the key."
     for key, value, ok, expected in _range_rules(cfg):
@@ -310,6 +320,7 @@ def _parse_override(s: str) -> tuple[list[str], object]:
     except yaml.YAMLError as e: raise InputError(f"--set {s}: value is not valid YAML ({e.__class__.__name__})") from None
     return k.strip().split('.'), value
 
+# %% ../nbs/10_config.ipynb #4ab564ff
 def apply_overrides(d: dict, overrides, cls) -> dict:
     "Apply `key.sub=value` strings to the plain dict `d` (checked against `cls`); returns `d`."
     for s in overrides or ():
@@ -329,6 +340,7 @@ def apply_overrides(d: dict, overrides, cls) -> dict:
                 if get_origin(sub) in (typing.Union, types.UnionType): sub = next(a for a in get_args(sub) if a is not type(None))
     return d
 
+# %% ../nbs/10_config.ipynb #1248ecff
 def load_config(name: str | Path, overrides=(), cls=TrainConfig):
     "Read a YAML config (path or packaged name), apply `--set` overrides, and return the typed `cls`."
     path = resolve_config(name)
@@ -342,6 +354,7 @@ def _plain(x):
     if isinstance(x, (list, tuple)): return [_plain(v) for v in x]
     return x
 
+# %% ../nbs/10_config.ipynb #2794f374
 def pick_device(name:str='auto', local_rank:int=0) -> torch.device:
     "`auto`: this process's CUDA device when there is one, else the CPU."
     if name == 'auto': return torch.device(f'cuda:{local_rank}' if torch.cuda.is_available() else 'cpu')
@@ -350,6 +363,7 @@ def pick_device(name:str='auto', local_rank:int=0) -> torch.device:
     if dev.type == 'cuda' and dev.index is None: dev = torch.device(f'cuda:{local_rank}')
     return dev
 
+# %% ../nbs/10_config.ipynb #ea48c781
 def build_loss(cfg:LossConfig, where:str='config'):
     "`SR3XCTLoss` with the configured weights (VGG19 weights from `vgg_weights`: nothing is downloaded)."
     from sr3xct.losses import SR3XCTLoss, VGGPerceptualLoss
@@ -363,6 +377,7 @@ def build_loss(cfg:LossConfig, where:str='config'):
     return SR3XCTLoss(w_ssim=cfg.w_ssim, w_perceptual=cfg.w_perceptual, w_multiscale=cfg.w_multiscale,
                       w_frequency=cfg.w_frequency, perceptual=perceptual)
 
+# %% ../nbs/10_config.ipynb #422e1d2a
 def build_diffusion(cfg:TrainConfig, where:str='config'):
     "UNet + schedule (+ importance sampler) as a `GaussianDiffusion` (the loss is `build_loss`'s, given to the trainer)."
     from sr3xct.unet import UNet
@@ -375,12 +390,14 @@ def build_diffusion(cfg:TrainConfig, where:str='config'):
                              linear_end=d.linear_end, timestep_sampler=ts,
                              residual=d.residual, residual_scale=d.residual_scale)
 
+# %% ../nbs/10_config.ipynb #d9edaee6
 def build_predictor(cfg:TrainConfig, where:str='config'):
     "The predictor P(LR) of `cfg.predictor` at `cfg.data.scale`."
     from sr3xct.predictor import Predictor
     try: return Predictor(cfg.data.scale, cfg.predictor.channels, cfg.predictor.n_blocks)
     except InputError as e: raise InputError(f'{where}: predictor.{e}') from None
 
+# %% ../nbs/10_config.ipynb #0ef36485
 def load_base(path, where:str='config'):
     "The frozen predictor (EMA weights) of a `stage: predictor` checkpoint or a model file, for `diffusion.base`."
     from sr3xct.models import load_model
@@ -388,6 +405,7 @@ def load_base(path, where:str='config'):
     if m.predictor is None: raise InputError(path, f'holds no predictor (diffusion.base in {where} needs a stage: predictor run or a model file)')
     return m.predictor
 
+# %% ../nbs/10_config.ipynb #bd8cc9fd
 def build_dataset(cfg:DataConfig, seed:int=0, val:bool=False, where:str='config'):
     "The training (or, with `val=True`, validation: no augmentation) patch dataset."
     from sr3xct.data import VolumePatchDataset, PairedFolderDataset, synthetic_soil, sandstone
@@ -427,6 +445,7 @@ def load_init(cfg:TrainConfig, where:str='config'):
     if need is None: raise InputError(cfg.init, f"has no {'predictor' if cfg.stage == 'predictor' else 'diffusion'} network to fine-tune (init in {where})")
     return m
 
+# %% ../nbs/10_config.ipynb #daa05854
 def _with_cross_attn(net):
     "`net` rebuilt with cross-attention: its weights, plus new layers whose zero output projections leave the output unchanged."
     from sr3xct.unet import UNet
@@ -436,6 +455,7 @@ def _with_cross_attn(net):
     assert not res.unexpected_keys, res.unexpected_keys
     return new
 
+# %% ../nbs/10_config.ipynb #622be1d1
 def _from_init(cfg:TrainConfig, m, where:str):
     "Trained network, diffusion and base of a run that fine-tunes the model `m` (its architecture wins over the config's)."
     from sr3xct.diffusion import GaussianDiffusion, ImportanceSampler
@@ -447,6 +467,7 @@ def _from_init(cfg:TrainConfig, m, where:str):
     base = load_base(cfg.diffusion.base, where) if cfg.diffusion.base else m.predictor
     return net, diffusion, base
 
+# %% ../nbs/10_config.ipynb #9aa6ac89
 def build_model(cfg:TrainConfig, where:str='config') -> tuple:
     "`(net, loss_module, diffusion, base)`: the trained network, the loss the `Trainer` calls, and for the refiner its diffusion and frozen predictor."
     from sr3xct.predictor import PredictorLoss
@@ -464,6 +485,7 @@ def build_model(cfg:TrainConfig, where:str='config') -> tuple:
     diffusion = build_diffusion(cfg, where)
     return diffusion.model, DiffusionLoss(diffusion, build_loss(cfg.loss, where), base), diffusion, base
 
+# %% ../nbs/10_config.ipynb #8dd228e3
 def constructors(cfg:TrainConfig, net, diffusion=None, base=None) -> dict:
     "What rebuilds the trained objects, saved beside the weights in every checkpoint."
     if diffusion is None: return {'predictor': dict(net.config), 'scale': cfg.data.scale}
@@ -471,6 +493,69 @@ def constructors(cfg:TrainConfig, net, diffusion=None, base=None) -> dict:
     if base is not None: out['base'] = {'predictor': dict(base.config), 'weights': base.state_dict()}
     return out
 
+# %% ../nbs/10_config.ipynb #291397ed
+def _check_fresh(run_dir:Path):
+    "A run without `--resume` must not write into a folder that holds another run's checkpoints or log."
+    ck, log = run_dir / 'checkpoints', run_dir / 'log.jsonl'
+    old = [p.name for p in (ck, log) if (p.is_dir() and any(p.iterdir())) or p.is_file()]
+    if old: raise InputError(run_dir, f"already holds a run ({', '.join(old)}); pass --resume auto to continue it, "
+                                      'or choose another name/out_dir')
+
+def _read_resume(resume:str, run_dir:Path):
+    "(path, checkpoint) to resume from, or None ('auto' with no valid checkpoint: a fresh run)."
+    from sr3xct.train import find_resume
+    from sr3xct.checkpoint import load_checkpoint
+    if resume == 'auto': return find_resume(run_dir / 'checkpoints')
+    return Path(resume), load_checkpoint(resume)
+
+def _resume(trainer, path:Path, ck:dict):
+    "Load a checkpoint read by `_read_resume` into `trainer`."
+    trainer.load_state_dict(ck); trainer.resumed_from = path
+    return trainer
+
+# %% ../nbs/10_config.ipynb #e10e7436
+def _data_notes(cfg:TrainConfig) -> list[str]:
+    "What the log should say about where validation data comes from."
+    d = cfg.data
+    if d.source in ('volumes', 'sandstone') and not d.val_paths and d.val_fraction > 0:
+        return [f'validation: the last {d.val_fraction:.0%} of the z slices of each training volume, held out of training '
+                '(set data.val_paths to validate on other volumes)']
+    return []
+
+# %% ../nbs/10_config.ipynb #6037c383
+def lock_run(run_dir:Path):
+    "An exclusive lock on the run folder for this process's life (a second run on it gets an `InputError`)."
+    import fcntl
+    run_dir.mkdir(parents=True, exist_ok=True)
+    f = open(run_dir / '.lock', 'a')
+    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close(); raise InputError(run_dir, 'another sr3xct train is running on this run folder') from None
+    return f
+
+# %% ../nbs/10_config.ipynb #2d2a5bd9
+def build_callbacks(cfg:TrainConfig, net, diffusion, base, ema, precision, extra:dict, rank:int=0, world:int=1,
+                    where:str='config') -> list:
+    "The loop's extras for `cfg`: clipping, NaN guard, EMA, checkpoints, importance sync; on rank 0 logging, validation, progress."
+    from sr3xct import train as T
+    optim, run_dir = cfg.train, cfg.run_dir
+    cbs = [T.GradClip(optim.grad_clip), T.NaNGuard(optim.nan_patience, check_loss=world == 1), T.EMACallback(ema),
+           T.Checkpointer(run_dir / 'checkpoints', cfg.log.save_freq, cfg.log.keep_last, extra=extra, rank=rank, world_size=world)]
+    if diffusion is not None and diffusion.timestep_sampler is not None: cbs.append(T.ImportanceSync(diffusion.timestep_sampler, world))
+    if rank != 0: return cbs
+    val = None
+    if cfg.log.val_freq > 0 and cfg.val.n_images > 0:   # read the validation data before anything is written
+        val = val_batch(build_dataset(cfg.data, cfg.val.seed, val=True, where=where), cfg.val.n_images)
+    writers = [T.JSONLWriter(run_dir / 'log.jsonl')] + ([T.TensorBoardWriter(run_dir / 'tb')] if cfg.log.tensorboard else [])
+    cbs.append(T.Logger(writers, cfg.log.print_freq, world))
+    if val is not None: cbs.append(T.Validator(diffusion, val, cfg.log.val_freq, run_dir / 'val', ema, cfg.val.steps,
+                                               cfg.val.sampler, cfg.val.seed, writers, precision, base=base, start=cfg.val.start))
+    if cfg.log.progress: cbs.append(T.ProgressBar())
+    cbs.append(T.RunLock(lock_run(run_dir)))   # held until the run ends
+    (run_dir / 'config.yaml').write_text(yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False))
+    return cbs
+
+# %% ../nbs/10_config.ipynb #4d13b459
 def build_trainer(cfg:TrainConfig, resume:str|None=None, # None, 'auto' (newest valid checkpoint in the run) or a path
                   where:str='config', # the config's name, for error messages
                   extra_cbs=()):
@@ -508,62 +593,4 @@ def build_trainer(cfg:TrainConfig, resume:str|None=None, # None, 'auto' (newest 
     trainer = T.Trainer(net, loss_module, opt, sched, loader, optim.n_iter, cbs + list(extra_cbs), precision, gen, device)
     trainer.notes = _data_notes(cfg)
     if found: _resume(trainer, *found)
-    return trainer
-
-def _data_notes(cfg:TrainConfig) -> list[str]:
-    "What the log should say about where validation data comes from."
-    d = cfg.data
-    if d.source in ('volumes', 'sandstone') and not d.val_paths and d.val_fraction > 0:
-        return [f'validation: the last {d.val_fraction:.0%} of the z slices of each training volume, held out of training '
-                '(set data.val_paths to validate on other volumes)']
-    return []
-
-def build_callbacks(cfg:TrainConfig, net, diffusion, base, ema, precision, extra:dict, rank:int=0, world:int=1,
-                    where:str='config') -> list:
-    "The loop's extras for `cfg`: clipping, NaN guard, EMA, checkpoints, importance sync; on rank 0 logging, validation, progress."
-    from sr3xct import train as T
-    optim, run_dir = cfg.train, cfg.run_dir
-    cbs = [T.GradClip(optim.grad_clip), T.NaNGuard(optim.nan_patience, check_loss=world == 1), T.EMACallback(ema),
-           T.Checkpointer(run_dir / 'checkpoints', cfg.log.save_freq, cfg.log.keep_last, extra=extra, rank=rank, world_size=world)]
-    if diffusion is not None and diffusion.timestep_sampler is not None: cbs.append(T.ImportanceSync(diffusion.timestep_sampler, world))
-    if rank != 0: return cbs
-    val = None
-    if cfg.log.val_freq > 0 and cfg.val.n_images > 0:   # read the validation data before anything is written
-        val = val_batch(build_dataset(cfg.data, cfg.val.seed, val=True, where=where), cfg.val.n_images)
-    writers = [T.JSONLWriter(run_dir / 'log.jsonl')] + ([T.TensorBoardWriter(run_dir / 'tb')] if cfg.log.tensorboard else [])
-    cbs.append(T.Logger(writers, cfg.log.print_freq, world))
-    if val is not None: cbs.append(T.Validator(diffusion, val, cfg.log.val_freq, run_dir / 'val', ema, cfg.val.steps,
-                                               cfg.val.sampler, cfg.val.seed, writers, precision, base=base, start=cfg.val.start))
-    if cfg.log.progress: cbs.append(T.ProgressBar())
-    cbs.append(T.RunLock(lock_run(run_dir)))   # held until the run ends
-    (run_dir / 'config.yaml').write_text(yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False))
-    return cbs
-
-def _check_fresh(run_dir:Path):
-    "A run without `--resume` must not write into a folder that holds another run's checkpoints or log."
-    ck, log = run_dir / 'checkpoints', run_dir / 'log.jsonl'
-    old = [p.name for p in (ck, log) if (p.is_dir() and any(p.iterdir())) or p.is_file()]
-    if old: raise InputError(run_dir, f"already holds a run ({', '.join(old)}); pass --resume auto to continue it, "
-                                      'or choose another name/out_dir')
-
-def lock_run(run_dir:Path):
-    "An exclusive lock on the run folder for this process's life (a second run on it gets an `InputError`)."
-    import fcntl
-    run_dir.mkdir(parents=True, exist_ok=True)
-    f = open(run_dir / '.lock', 'a')
-    try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close(); raise InputError(run_dir, 'another sr3xct train is running on this run folder') from None
-    return f
-
-def _read_resume(resume:str, run_dir:Path):
-    "(path, checkpoint) to resume from, or None ('auto' with no valid checkpoint: a fresh run)."
-    from sr3xct.train import find_resume
-    from sr3xct.checkpoint import load_checkpoint
-    if resume == 'auto': return find_resume(run_dir / 'checkpoints')
-    return Path(resume), load_checkpoint(resume)
-
-def _resume(trainer, path:Path, ck:dict):
-    "Load a checkpoint read by `_read_resume` into `trainer`."
-    trainer.load_state_dict(ck); trainer.resumed_from = path
     return trainer

@@ -33,6 +33,7 @@ class TimeBudget(Callback):
 
 # %% ../nbs/12_demo.ipynb #695715d0
 SCALE = 4
+
 SOIL_TEST = 'soil_beanbucket_pnnl_heldout_4x256x256_u8.tif'
 
 def _crop_to(a:np.ndarray, m:int) -> np.ndarray:
@@ -45,10 +46,12 @@ def lr_of(hr:np.ndarray, scale:int=SCALE) -> np.ndarray:
     hr_t = torch.from_numpy(hr.astype(np.float32))[:, None]
     return degrade(hr_t, scale)[:, 0].round().clamp(0, 255).numpy().astype(np.uint8)
 
+# %% ../nbs/12_demo.ipynb #af6bdd47
 def soil_test() -> tuple[np.ndarray, VolumeMeta]:
     "The packaged held-out soil slices, (4, 256, 256) uint8 (never seen by the packaged models)."
     with resources.as_file(resources.files('sr3xct') / 'assets' / SOIL_TEST) as p: return read_volume(p)
 
+# %% ../nbs/12_demo.ipynb #1df58da5
 def demo_data(folder, # where the TIFFs go
               test_slices:int=4, # held-out slices of each test set (1-4)
               train:bool=False, # also write training volumes (for fine-tuning)
@@ -91,6 +94,7 @@ def headline(table:dict, # the output of `sr3xct.report.evaluate`
         out['two-point distance'][c] = float(np.sqrt(np.mean((np.asarray(a['s2'][:n]) - np.asarray(h['s2'][:n])) ** 2)))
     return out
 
+# %% ../nbs/12_demo.ipynb #035d811f
 def headline_markdown(rows:dict, names:dict|None=None) -> str:
     "The headline table as Markdown; `names` renames columns."
     cols = list(next(iter(rows.values())))
@@ -113,6 +117,7 @@ def demo_config(run_dir, # where the run writes checkpoints and logs
                                              f'data.paths={json.dumps(data["train"])}',
                                              f'data.val_paths={json.dumps(data["val"])}', *overrides])
 
+# %% ../nbs/12_demo.ipynb #84e822fc
 def score_test_set(diffusion, # a trained diffusion (`sr3xct.models.load_diffusion`)
                    test:dict, # {'hr': path, 'lr': path}: one of `demo_data`'s test sets
                    folder, # gets sr.tif, sr_mean.tif (+ _std), and the evaluations report_sample/ and report/
@@ -193,6 +198,7 @@ def finetune_config(run_dir, # where the run writes checkpoints and logs
                                                  f'data.paths={json.dumps(data["train"])}', f'data.val_paths={json.dumps(data["val"])}',
                                                  'train.n_iter=3000', 'log.val_freq=0', *overrides])
 
+# %% ../nbs/12_demo.ipynb #3790eb10
 def _train(cfg, budget_s:float) -> tuple:
     "Train `cfg` for at most `budget_s` seconds; (checkpoint path, iterations done, seconds)."
     from sr3xct.config import build_trainer
@@ -213,6 +219,7 @@ def _check_out(out:Path, overwrite:bool):
     if old and not overwrite:
         raise InputError(out, f"already holds a demo ({', '.join(old)}); choose another --out or pass --overwrite to replace it")
 
+# %% ../nbs/12_demo.ipynb #4a9bfc04
 def _clear(out:Path):
     "Remove what a previous demo wrote in `out` (only `DEMO_ENTRIES`; anything else in the folder is kept)."
     for n in DEMO_ENTRIES:
@@ -220,6 +227,7 @@ def _clear(out:Path):
         if p.is_dir(): shutil.rmtree(p)
         elif p.exists(): p.unlink()
 
+# %% ../nbs/12_demo.ipynb #cc486f54
 def _report(model, tables:dict, times:dict, trained:dict|None, steps:int, n_samples:int) -> str:
     "report.md: what ran, and the headline table of each test set."
     src = f"the packaged x{SCALE} model (`{Path(model.info.get('path', '?')).name}`)" if trained is None else \
@@ -235,6 +243,7 @@ def _report(model, tables:dict, times:dict, trained:dict|None, steps:int, n_samp
                   f"`{name}/mean.tif`, `{name}/mean_std.tif`; evaluations in `{name}/report_*/`. Took {times[name]:.0f} s.\n")
     return '\n'.join(md)
 
+# %% ../nbs/12_demo.ipynb #a3109ef9
 def demo(out='sr3xct_demo', # the report folder
          train_minutes:float=0.0, # > 0: fine-tune the refiner this long on embedded data first
          steps:int=20, # sampling steps (DDIM)
