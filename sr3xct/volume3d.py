@@ -18,7 +18,8 @@ from .infer import (SRModel, as_model, check_mode, predict, TiledDenoiser, _chec
 from .runtime import Precision, rank_world, barrier, progress_interval
 
 # %% auto #0
-__all__ = ['ORIENTATIONS', 'predict_planes', 'fidelity_across', 'fidelity3d', 'refine', 'super_resolve3d']
+__all__ = ['ORIENTATIONS', 'predict_planes', 'fidelity_across', 'fidelity3d', 'refine', 'super_resolve3d', 'slabs',
+           'isotropic_meta', 'super_resolve_volume3d']
 
 # %% ../nbs/08c_volume3d.ipynb #cbca7af5
 ORIENTATIONS = {'yx': 0, 'zx': 1, 'zy': 2}   # plane orientation -> the axis its planes are across
@@ -114,3 +115,112 @@ def super_resolve3d(model, # an `SRModel` (or a bare `GaussianDiffusion`)
             for i in range(0, len(cond), chunk)]
     if mode == 'mean': return torch.cat([o[0] for o in outs])[:, 0], torch.cat([o[1] for o in outs])[:, 0]
     return torch.cat(outs)[:, 0]
+
+# %% ../nbs/08c_volume3d.ipynb #8b69766e
+def slabs(n:int, # LR slices along Z
+          slab:int, # LR slices written per slab
+          halo:int, # neighbouring LR slices read on each side
+         ) -> list[tuple]: # (lo, hi, a, b): LR slices lo..hi are written, a..b are read
+    "The slabs of a volume of `n` LR slices, and the window read for each."
+    return [(lo, min(lo + slab, n), max(lo - halo, 0), min(lo + slab + halo, n)) for lo in range(0, n, slab)]
+
+def _check_slabs(slab, halo):
+    if isinstance(slab, bool) or int(slab) != slab or slab < 1: raise InputError('slab', f'must be a positive integer, got {slab!r}')
+    if isinstance(halo, bool) or int(halo) != halo or halo < 2:
+        raise InputError('halo', f'must be an integer >= 2 (the cubic along Z reads 2 slices on each side), got {halo!r}')
+
+def isotropic_meta(meta:VolumeMeta, scale:int) -> VolumeMeta:
+    "`meta` with all three voxel sizes divided by `scale`."
+    return replace(meta) if meta.voxel_size is None else replace(meta, voxel_size=tuple(v / scale for v in meta.voxel_size))
+
+def _read_lr(reader, a:int, b:int, scale:int, simulate_lr:bool, scaling:IntensityScaling) -> Tensor:
+    "LR slices a..b in [-1, 1]: read, or (`simulate_lr`) the 3D block average of HR slices a*scale..b*scale."
+    s = scale if simulate_lr else 1
+    v = torch.from_numpy(np.stack([scaling.forward(reader.slice(z)) for z in range(a * s, b * s)]))
+    return degrade3d(v, scale) if simulate_lr else v
+
+def _plan3d(model:SRModel, reader, inp:Path, scale:int, slab:int, halo:int, simulate_lr:bool, opts:dict) -> dict:
+    "Output shape, slabs (the LR windows and the HR slices each writes) and the job fingerprint."
+    lr_shape = tuple(reader.shape)
+    if simulate_lr:
+        if any(n % scale for n in lr_shape):
+            raise InputError(inp, f'shape {lr_shape}: every size must be a multiple of scale {scale} for --simulate-lr (3D block average; --in-plane averages in-plane only)')
+        lr_shape = tuple(n // scale for n in lr_shape)
+    windows, st = slabs(lr_shape[0], slab, halo), inp.stat()
+    fp = dict(input=str(inp.resolve()), size=st.st_size, mtime=st.st_mtime_ns, weights=_model_digest(model), isotropic=True,
+              schedule=model.diffusion.config if model.diffusion is not None else None, scale=scale, slab=slab, halo=halo,
+              simulate_lr=simulate_lr, device=model.device.type, **opts)
+    return dict(shape=tuple(n * scale for n in lr_shape), windows=windows, fingerprint=fp,
+                groups=[list(range(lo * scale, hi * scale)) for lo, hi, _, _ in windows])
+
+# %% ../nbs/08c_volume3d.ipynb #0547ec80
+def _run_slabs(model, reader, writers, plan, scaling, scale, simulate_lr, kw, progress, rank, world) -> int:
+    "The loop: this rank's slabs not yet done, super-resolved and written; returns how many HR slices it computed."
+    from tqdm.auto import tqdm
+    done = set.intersection(*[w.done() for w in writers])
+    todo = [k for k, g in enumerate(plan['groups']) if k % world == rank and not set(g) <= done]
+    bar = tqdm(total=plan['shape'][0], initial=len(done), unit='slice', desc=f'SR x{scale} 3D', disable=not progress or rank != 0,
+               dynamic_ncols=True, mininterval=progress_interval())
+    computed = 0
+    try:
+        for k in todo:
+            (lo, hi, a, b), g = plan['windows'][k], plan['groups'][k]
+            lr = _read_lr(reader, a, b, scale, simulate_lr, scaling)
+            res = super_resolve3d(model, lr, scale, keep=slice(lo - a, hi - a), first=g[0], **kw)
+            mean, sd = res if kw['mode'] == 'mean' else (res, None)
+            writers[0].write({z: mean[i].cpu().numpy() for i, z in enumerate(g)})
+            if sd is not None: writers[1].write({z: (sd[i].cpu().numpy() * (scaling.high - scaling.low) / 2).astype(np.float32) for i, z in enumerate(g)})
+            computed += len(g)
+            if rank == 0: bar.update(len(set.intersection(*[w.done() for w in writers])) - bar.n)   # every rank's progress
+    except InputError:   # bad input found late: a partial file this call began is no work to resume, drop it
+        for w in writers:
+            if rank == 0 and w.fresh: w.discard()
+        raise
+    finally: bar.close()
+    return computed
+
+def super_resolve_volume3d(model, # an `SRModel` (or a bare `GaussianDiffusion`), on the device to use
+                           input, # LR volume: a TIFF stack or a folder of slice TIFFs
+                           output, # SR (mean) volume to write (.tif), `scale` times larger on every axis
+                           scale:int, # the factor on every axis
+                           slab:int=16, # LR slices written per slab (memory grows with it)
+                           halo:int=8, # LR slices read on each side of a slab (>= the predictor's reach: exact joins)
+                           orientations=tuple(ORIENTATIONS), # plane orientations fused for the fidelity
+                           mode:str|None=None, # 'fidelity', 'realism', 'mean' (None: the model's default for `n_samples`)
+                           tile:int|None=None, overlap:int=32, batch_size:int=4, steps:int=20, sampler:str='ddim', eta:float=0.0,
+                           n_samples:int=1, # mode 'mean': mean and standard deviation of that many samples
+                           std_output=None, # where the std goes (default: `{output stem}_std.tif`)
+                           seed:int=0, precision:str='auto',
+                           scaling:IntensityScaling|None=None, # grey values <-> [-1, 1]; default `sr3xct.data.default_scaling`
+                           simulate_lr:bool=False, # the input is HR: average `scale`^3 blocks first
+                           overwrite:bool=False, progress:bool=True,
+                           start:float|None=None, # where sampling starts in the schedule (None: the model's)
+                          ) -> dict: # {'output', 'std', 'slices', 'computed', 'mode'}
+    "Isotropic SR of a volume file: slabs streamed from and to disk; resumable; split across torchrun ranks."
+    model = as_model(model)
+    mode = check_mode(model, mode, n_samples)
+    _check_sampling(steps, sampler, eta, n_samples); _check_slabs(slab, halo); orientations = _check_orientations(orientations)
+    if model.scale is not None and int(scale) != model.scale: raise InputError('scale', f'the model is for x{model.scale}, got {scale}')
+    inp, out = Path(input), Path(output)
+    std = (Path(std_output) if std_output else out.with_name(f'{out.stem}_std{out.suffix}')) if mode == 'mean' else None
+    _check_paths(inp, out, std, overwrite)
+    tile = int(tile or model.tile or (model.diffusion.model.config['image_size'] if model.diffusion is not None else 256))
+    _check_tiling(tile, overlap, batch_size)
+    rank, world = rank_world()
+    Precision(precision, model.device)   # checks the precision for the device before anything is written
+    start = model.start if start is None else start
+    _check_job(model, mode, tile, seed, start)
+    kw = dict(mode=mode, orientations=orientations, seed=seed, tile=tile, overlap=overlap, batch_size=batch_size, steps=steps,
+              sampler=sampler, eta=eta, n_samples=n_samples, precision=precision, start=start)
+    with open_volume(inp) as reader:
+        if reader.meta.ndim != 3: raise InputError(inp, 'a 2D image: isotropic SR needs a volume (super-resolve it in-plane)')
+        scaling = scaling or default_scaling(reader)
+        plan = _plan3d(model, reader, inp, scale, slab, halo, simulate_lr, {**kw, 'orientations': list(orientations), 'scaling': scaling.to_dict()})
+        meta = replace(reader.meta) if simulate_lr else isotropic_meta(reader.meta, scale)   # simulated LR: the input's voxels are the output's
+        writers = _writers(out, std, plan['shape'], meta, plan['fingerprint'], 0, scaling, overwrite, rank, n_samples)
+        computed = _run_slabs(model, reader, writers, plan, scaling, scale, simulate_lr, kw, progress, rank, world)
+    barrier()
+    if rank == 0:
+        for w in writers: w.finish()
+    barrier()
+    return {'output': out, 'std': std, 'slices': plan['shape'][0], 'computed': computed, 'mode': mode}
