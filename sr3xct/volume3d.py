@@ -48,7 +48,7 @@ def fidelity_across(predictor:torch.nn.Module, # a `Predictor` (eval mode)
         return cubic_along(predict_planes(predictor, lr[a:b], 0), scale, 0)[(lo - a) * scale:(hi - a) * scale]
     return cubic_along(predict_planes(predictor, lr, axis)[lo * scale:hi * scale], scale, axis)
 
-# %% ../nbs/08c_volume3d.ipynb #15fe6d78
+# %% ../nbs/08c_volume3d.ipynb #b40d9d08
 def _check_orientations(orientations) -> tuple:
     o = tuple(orientations) if not isinstance(orientations, str) else (orientations,)
     bad = [x for x in o if x not in ORIENTATIONS]
@@ -76,7 +76,7 @@ def fidelity3d(model, # an `SRModel` (its predictor), or a bare `GaussianDiffusi
         out = sum(fidelity_across(model.predictor, lr, s, ORIENTATIONS[x], keep).float() for x in o) / len(o)
     return out.clamp(-1, 1)
 
-# %% ../nbs/08c_volume3d.ipynb #53f91efb
+# %% ../nbs/08c_volume3d.ipynb #0c607504
 def refine(model:SRModel, # with a diffusion
            cond:Tensor, # HR condition planes (B, 1, H, W) in [-1, 1]: the fidelity output (or bicubic/tricubic)
            mode:str='realism', # 'realism': one sample; 'mean': mean and std of `n_samples`
@@ -116,7 +116,7 @@ def super_resolve3d(model, # an `SRModel` (or a bare `GaussianDiffusion`)
     if mode == 'mean': return torch.cat([o[0] for o in outs])[:, 0], torch.cat([o[1] for o in outs])[:, 0]
     return torch.cat(outs)[:, 0]
 
-# %% ../nbs/08c_volume3d.ipynb #8b69766e
+# %% ../nbs/08c_volume3d.ipynb #d763d3e8
 def slabs(n:int, # LR slices along Z
           slab:int, # LR slices written per slab
           halo:int, # neighbouring LR slices read on each side
@@ -153,7 +153,7 @@ def _plan3d(model:SRModel, reader, inp:Path, scale:int, slab:int, halo:int, simu
     return dict(shape=tuple(n * scale for n in lr_shape), windows=windows, fingerprint=fp,
                 groups=[list(range(lo * scale, hi * scale)) for lo, hi, _, _ in windows])
 
-# %% ../nbs/08c_volume3d.ipynb #0547ec80
+# %% ../nbs/08c_volume3d.ipynb #cecca805
 def _run_slabs(model, reader, writers, plan, scaling, scale, simulate_lr, kw, progress, rank, world) -> int:
     "The loop: this rank's slabs not yet done, super-resolved and written; returns how many HR slices it computed."
     from tqdm.auto import tqdm
