@@ -91,7 +91,8 @@ def _add_infer(sub):
     from sr3xct.diffusion import SAMPLERS
     from sr3xct.infer import MODES
     p = sub.add_parser('infer', help='super-resolve an LR image or volume',
-                       description='Super-resolve a low-resolution image or volume, slice by slice (resumable; torchrun splits the slices). '
+                       description='Super-resolve a low-resolution image or volume: a volume on all three axes (isotropic; --in-plane: '
+                                   'slice by slice, Z kept), streamed and resumable; torchrun splits the work. '
                                    'With no --checkpoint, the packaged pretrained model for --scale is used (see `sr3xct models`).')
     p.add_argument('--input', required=True, help='LR image or volume: a .tif or a folder of slice .tifs')
     p.add_argument('--output', required=True, help='SR .tif to write (the mean of the samples with --mode mean)')
@@ -113,9 +114,12 @@ def _add_infer(sub):
     p.add_argument('--tile', type=int, help="HR tile size of the diffusion (default: the network's training size)")
     p.add_argument('--overlap', type=int, help='HR pixels blended between tiles (default 32)')
     p.add_argument('--batch-size', type=int, help='tiles per network call (default 4)'); p.add_argument('--seed', type=int, help='sampling seed (default 0)')
-    p.add_argument('--axis', type=int, default=0, choices=[0, 1, 2], help='slice across this axis (0: the (Y, X) planes)')
+    p.add_argument('--in-plane', action='store_true', help='super-resolve a volume slice by slice and keep Z as it was (default: all three axes)')
+    p.add_argument('--axis', type=int, choices=[0, 1, 2], help='with --in-plane: slice across this axis (default 0: the (Y, X) planes)')
+    p.add_argument('--slab', type=int, default=16, help='isotropic: LR slices per slab (memory grows with it; default 16)')
     p.add_argument('--std-output', help='where the standard deviation goes (default OUTPUT_std.tif)')
-    p.add_argument('--simulate-lr', action='store_true', help='the input is HR: degrade it by the scale first (for evaluation)')
+    p.add_argument('--simulate-lr', action='store_true', help='the input is HR: degrade it by the scale first (a volume: 3D block '
+                                                               'average; with --in-plane or for an image: 2D), for evaluation')
     p.add_argument('--overwrite', action='store_true', help='replace existing output files')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override an inference config key, e.g. eta=0.5')
@@ -138,11 +142,19 @@ def _model_config(name) -> str|None:
     from sr3xct.config import resolve_config
     return str(resolve_config(name)) if name else None
 
+def _is_volume(path) -> bool:
+    "The input holds several slices (a volume to super-resolve isotropically); an unreadable one is left to the in-plane path to report."
+    from sr3xct.io import open_volume
+    try:
+        with open_volume(path) as r: return r.meta.ndim == 3 and r.shape[0] > 1
+    except (InputError, OSError): return False
+
 def run_infer(args) -> int:
     "Run `sr3xct infer`."
     from sr3xct.config import pick_device
     from sr3xct.models import load_model
     from sr3xct.infer import super_resolve_volume
+    from sr3xct.volume3d import super_resolve_volume3d
     from sr3xct.runtime import init_distributed, close_distributed, set_threads
     cfg = _infer_config(args)
     if args.threads is not None:   # else PyTorch's default (the physical cores; 1 per process under torchrun)
@@ -156,14 +168,16 @@ def run_infer(args) -> int:
         model = load_model(args.checkpoint, scale, pick_device(cfg.device, local), cfg.use_ema, model_config)
         scale = model.scale or scale
         if scale is None: raise InputError(args.checkpoint, 'the checkpoint records no scale: give --scale')
-        res = super_resolve_volume(model, args.input, args.output, scale, axis=args.axis, tile=cfg.tile,
-                                   overlap=cfg.overlap, batch_size=cfg.batch_size, steps=cfg.steps, sampler=cfg.sampler,
-                                   eta=cfg.eta, n_samples=cfg.n_samples, std_output=args.std_output, seed=cfg.seed,
-                                   precision=cfg.precision, simulate_lr=args.simulate_lr, overwrite=args.overwrite,
-                                   progress=not args.no_progress, mode=cfg.mode, start=cfg.start)
+        iso = not args.in_plane and _is_volume(args.input)
+        if iso and args.axis not in (None, 0): raise InputError('--axis', 'picks the slice planes of --in-plane; a volume is super-resolved on all three axes unless --in-plane')
+        kw = dict(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, steps=cfg.steps, sampler=cfg.sampler, eta=cfg.eta,
+                  n_samples=cfg.n_samples, std_output=args.std_output, seed=cfg.seed, precision=cfg.precision, simulate_lr=args.simulate_lr,
+                  overwrite=args.overwrite, progress=not args.no_progress, mode=cfg.mode, start=cfg.start)
+        res = super_resolve_volume3d(model, args.input, args.output, scale, slab=args.slab, **kw) if iso else \
+              super_resolve_volume(model, args.input, args.output, scale, axis=args.axis or 0, **kw)
         if rank == 0:
-            print(f"wrote {res['output']}" + (f" and {res['std']}" if res['std'] else '') +
-                  f" ({res['slices']} slices, x{scale}, mode {res['mode']}, model {model.info.get('path')})", file=sys.stderr)
+            print(f"wrote {res['output']}" + (f" and {res['std']}" if res['std'] else '') + f" ({res['slices']} slices, x{scale} " +
+                  ('on all three axes' if iso else 'in-plane') + f", mode {res['mode']}, model {model.info.get('path')})", file=sys.stderr)
         ok = True
     finally: close_distributed(ok)
     return 0

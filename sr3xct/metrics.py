@@ -14,7 +14,8 @@ from .losses import ssim_map
 # %% auto #0
 __all__ = ['METRICS', 'check_image', 'check_same', 'psnr', 'ssim', 'otsu_threshold', 'pore_mask', 'porosity', 'local_thickness',
            'pore_size_distribution', 'default_r_max', 'two_point_correlation', 'specific_surface_area',
-           'euler_characteristic', 'bicubic_upsample', 'compare', 'to_markdown']
+           'euler_characteristic', 'plane_psnr', 'hf_power_fraction', 'isotropy', 'bicubic_upsample', 'compare',
+           'to_markdown']
 
 # %% ../nbs/04_metrics.ipynb #9c7841c4
 def check_image(a, # a 2D image or a 3D volume
@@ -219,6 +220,46 @@ def euler_characteristic(image, threshold:float|None=None, pore:str='dark',
     "Euler characteristic of the pore phase (scikit-image `euler_number`)."
     m = pore_mask(image, threshold, pore)
     return int(measure.euler_number(m, connectivity=m.ndim if connectivity is None else connectivity))
+
+# %% ../nbs/04_metrics.ipynb #2c02dd58
+def plane_psnr(sr, # volume (Z, Y, X)
+               hr, # reference, same shape
+               data_range:float, # max - min of the intensity scale
+               axis:int, # the planes are across this axis: 0 (Y, X), 1 (Z, X), 2 (Z, Y)
+              ) -> float:
+    "Mean PSNR over the planes across `axis` of two volumes."
+    sr, hr = check_same(sr, hr)
+    if sr.ndim != 3: raise InputError('sr', f'plane_psnr needs volumes (Z, Y, X), got shape {sr.shape}')
+    if axis not in (0, 1, 2): raise InputError('axis', f'must be 0, 1 or 2, got {axis!r}')
+    return psnr(np.moveaxis(sr, axis, 0), np.moveaxis(hr, axis, 0), data_range)
+
+def hf_power_fraction(volume, # volume (Z, Y, X) (or an image)
+                      axis:int, # along this axis
+                      cutoff:float=0.5, # as a fraction of the Nyquist frequency
+                     ) -> float: # in [0, 1]; 0 for a volume constant along `axis`
+    "The share of the power along `axis` above `cutoff` x Nyquist (lines mean-removed, Hann-windowed, spectra pooled)."
+    a = check_image(volume, 'volume').astype(np.float64)
+    if not -a.ndim <= axis < a.ndim: raise InputError('axis', f'must be in 0..{a.ndim - 1}, got {axis!r}')
+    n = a.shape[axis]
+    if n < 4: raise InputError('volume', f'{n} voxels along axis {axis}: too few for a spectrum (at least 4)')
+    x = np.moveaxis(a, axis, -1)
+    x = (x - x.mean(-1, keepdims=True)) * np.hanning(n)
+    p = (np.abs(np.fft.rfft(x, axis=-1)) ** 2).reshape(-1, n // 2 + 1).sum(0)
+    total = p[1:].sum()
+    if total <= 1e-20 * n * max(float((a ** 2).sum()), 1e-300): return 0.0   # constant lines: rounding noise only
+    return float(p[np.fft.rfftfreq(n) > cutoff * 0.5].sum() / total)
+
+def isotropy(sr, # volume (Z, Y, X)
+             hr, # reference, same shape
+             data_range:float) -> dict:
+    "PSNR on the planes of each orientation and the HF power fraction along each axis (with the Z/X ratio) of SR and HR."
+    sr, hr = check_same(sr, hr)
+    out = {f'psnr_{k}': plane_psnr(sr, hr, data_range, a) for a, k in enumerate(('yx', 'zx', 'zy'))}
+    for name, v in (('sr', sr), ('hr', hr)):
+        hf = [hf_power_fraction(v, a) for a in range(3)]
+        out.update({f'hf_{k}_{name}': h for k, h in zip('zyx', hf)})
+        out[f'hf_ratio_zx_{name}'] = hf[0] / hf[2] if hf[2] > 0 else float('nan')
+    return out
 
 # %% ../nbs/04_metrics.ipynb #a8ea32bc
 def bicubic_upsample(lr, # (h, w) or (Z, h, w)

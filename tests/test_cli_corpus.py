@@ -80,7 +80,7 @@ def half(path: Path) -> bytes: return path.read_bytes()[:path.stat().st_size // 
 
 
 def infer(t, inp, *extra, ck='m.pt', cfg='x4.yaml'):
-    return ['infer', '-c', t / cfg, '--checkpoint', t / ck, '--input', t / inp, '--output', t / 'out.tif', '--no-progress', *extra]
+    return ['infer', '-c', t / cfg, '--checkpoint', t / ck, '--input', t / inp, '--output', t / 'out.tif', '--no-progress', '--in-plane', *extra]
 
 
 def absurd_header(t):

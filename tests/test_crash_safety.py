@@ -140,7 +140,7 @@ def test_volume_inference_killed_four_times_equals_clean_run(tmp_path):
     lr = np.random.default_rng(0).integers(0, 256, (6, 12, 12), dtype=np.uint8)   # 6 slices, one per network call
     write_volume(tmp_path / 'lr.tif', lr, VolumeMeta('uint8', 3, (4., 4., 4.), 'um'))
     args = lambda out: ['infer', '-c', tmp_path / 'x4.yaml', '--checkpoint', tmp_path / 'm.pt', '--input', tmp_path / 'lr.tif',
-                        '--output', tmp_path / out, '--no-progress']
+                        '--output', tmp_path / out, '--no-progress', '--in-plane']
     r = run(*args('clean.tif'))
     assert r.returncode == 0, r.stderr[-3000:]
     rng = random.Random(3)

@@ -83,7 +83,7 @@ def test_infer_cli_on_cuda(tmp_path):
     for dev in ('cuda', 'cpu'):
         r = subprocess.run([sys.executable, '-m', 'sr3xct.cli', 'infer', '-c', 'inference/x8', '--checkpoint', ckpt,
                             '--input', tmp_path / 'lr.tif', '--output', tmp_path / f'sr_{dev}.tif', '--device', dev,
-                            '--precision', 'fp32', '--steps', '4', '--no-progress', '--set', 'scale=4', '--tile', '16', '--overlap', '4'],
+                            '--precision', 'fp32', '--steps', '4', '--no-progress', '--set', 'scale=4', '--tile', '16', '--overlap', '4', '--in-plane'],
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         outs[dev] = tifffile.imread(tmp_path / f'sr_{dev}.tif')

@@ -106,7 +106,7 @@ def job(tmp_path):
 
 
 def infer(t, *extra, inp='lr.tif', ck='m.pt', out='out.tif'):
-    return run('infer', '-c', t / 'x4.yaml', '--checkpoint', t / ck, '--input', t / inp, '--output', t / out, '--no-progress', *extra)
+    return run('infer', '-c', t / 'x4.yaml', '--checkpoint', t / ck, '--input', t / inp, '--output', t / out, '--no-progress', '--in-plane', *extra)
 
 
 def refused_leaving_nothing(t, result, *needles):

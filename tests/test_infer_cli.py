@@ -37,7 +37,7 @@ def job(tmp_path):
 
 
 def base(t, out='sr.tif'):
-    return ['infer', '-c', t / 'x4.yaml', '--checkpoint', t / 'm.pt', '--input', t / 'lr.tif', '--output', t / out, '--no-progress']
+    return ['infer', '-c', t / 'x4.yaml', '--checkpoint', t / 'm.pt', '--input', t / 'lr.tif', '--output', t / out, '--no-progress', '--in-plane']
 
 
 def test_infer_then_eval(job):

@@ -82,7 +82,7 @@ def test_every_schedule_builds_and_samples(seed, tmp_path):
 def test_cli_infer_convert_end_to_end(seed, tmp_path):
     "`sr3xct infer --checkpoint PREFIX --model-config THEIR.yaml` (no -c), then `convert` to a model file that runs alone."
     write_volume(tmp_path / 'lr.tif', lr_of(sandstone()[0][:2, :64, :64]), VolumeMeta('uint8', 3, (8., 8., 8.), 'um'))
-    common = ['--input', tmp_path / 'lr.tif', '--steps', '3', '--no-progress', '--threads', '1']
+    common = ['--input', tmp_path / 'lr.tif', '--steps', '3', '--no-progress', '--threads', '1', '--in-plane']
     rc, _, err = run('infer', '--checkpoint', seed / 'I2000_E8', '--model-config', seed / 'config.yaml', '--output', tmp_path / 'sr.tif', *common)
     assert rc == 0, err
     a, meta = read_volume(tmp_path / 'sr.tif')
