@@ -714,6 +714,10 @@ class ResumableWriter:
     def progress_files(self) -> list[Path]:
         return sorted(self.path.parent.glob(f'.{self.path.name}.progress-*.json'))
 
+    def _drop_progress(self):
+        "Delete the progress files, and temporary ones a killed process left mid-rename."
+        for p in [*self.progress_files(), *self.path.parent.glob(f'..{self.path.name}.progress-*.tmp')]: p.unlink(missing_ok=True)
+
     def done(self) -> set[int]:
         "Slices recorded as written by any rank of this job."
         out = set()
@@ -730,7 +734,7 @@ class ResumableWriter:
         done = self.done() if self.partial.exists() else set()
         self.fresh = not done or self.partial.stat().st_size < self._nbytes()
         if self.fresh:   # a new partial file, its pixel blocks reserved on disk (no SIGBUS on a full disk later)
-            for p in self.progress_files(): p.unlink()
+            self._drop_progress()
             mm = new_memmap(self.partial, _write_shape(self.shape, self.meta, self.path), self.meta, self.path)
             del mm
             done = set()
@@ -739,7 +743,7 @@ class ResumableWriter:
     def discard(self):
         "Delete the partial file and the progress files (a job that cannot complete as asked)."
         self.partial.unlink(missing_ok=True)
-        for p in self.progress_files(): p.unlink(missing_ok=True)
+        self._drop_progress()
 
     def _nbytes(self) -> int: return int(np.prod(self.shape)) * np.dtype(self.meta.dtype).itemsize
 
@@ -775,5 +779,5 @@ class ResumableWriter:
         with open(self.partial, 'rb+') as f: os.fsync(f.fileno())
         _check_target(self.path, self.overwrite)
         os.replace(self.partial, self.path)
-        for p in self.progress_files(): p.unlink(missing_ok=True)
+        self._drop_progress()
         return self.path
