@@ -19,6 +19,8 @@ __all__ = ['InlineFigure', 'show_images', 'record_trajectory', 'plot_trajectory'
 # %% ../nbs/09_viz.ipynb #5cd0b340
 class InlineFigure(Figure):
     "A matplotlib `Figure` that shows itself as a PNG in any Jupyter kernel (no pyplot, no backend needed)."
+    def __init__(self, *args, **kwargs): # as `matplotlib.figure.Figure`
+        super().__init__(*args, **kwargs)
     def _repr_png_(self) -> bytes:
         buf = _io.BytesIO()
         self.savefig(buf, format='png', bbox_inches='tight')
