@@ -13,7 +13,38 @@ from .errors import InputError
 __all__ = ['run_train', 'run_average', 'run_infer', 'run_models', 'run_convert', 'run_prepare', 'run_eval', 'run_demo',
            'build_parser', 'os_error_line', 'main']
 
-# %% ../nbs/11_cli.ipynb #f4db314a
+# %% ../nbs/11_cli.ipynb #84d9468c
+def _init_overrides(args) -> list[str]:
+    "The `--set` overrides that `--init MODEL` and `--model-config YAML` stand for."
+    return ([f'init={args.init}'] if args.init else []) + ([f'init_config={_model_config(args.model_config)}'] if args.model_config else [])
+
+# %% ../nbs/11_cli.ipynb #87f23eeb
+def _print_train_start(trainer):
+    "Rank 0: the trainer's notes and, for a resumed run, where it continues from, on stderr."
+    if trainer.rank == 0:
+        for note in getattr(trainer, 'notes', []): print(f'sr3xct train: {note}', file=sys.stderr)
+    if getattr(trainer, 'resumed_from', None) and trainer.rank == 0:
+        print(f'resumed from {trainer.resumed_from} at iteration {trainer.state.iter}', file=sys.stderr)
+        if trainer.schedule_note: print(f'sr3xct train: LR schedule rebuilt from the config ({trainer.schedule_note})', file=sys.stderr)
+
+# %% ../nbs/11_cli.ipynb #7d1aa4f8
+def run_train(args) -> int:
+    "Run `sr3xct train`."
+    from sr3xct.config import load_config, build_trainer, resolve_config
+    from sr3xct.runtime import close_distributed
+    cfg = load_config(args.config, args.set + _init_overrides(args))
+    trainer = build_trainer(cfg, resume=args.resume, where=str(resolve_config(args.config)))
+    ok = False
+    try:
+        _print_train_start(trainer)
+        trainer.fit()
+        if trainer.rank == 0:
+            print(f'done: {trainer.state.iter} iterations ({trainer.state.n_skipped} skipped); run in {cfg.run_dir}', file=sys.stderr)
+        ok = True
+    finally: close_distributed(ok)
+    return 0
+
+# %% ../nbs/11_cli.ipynb #4687b213
 def _add_train(sub):
     p = sub.add_parser('train', help='train a model from a config',
                        description='Train (or resume) an SR3 model. Under torchrun: DDP over all processes.')
@@ -29,42 +60,10 @@ def _add_train(sub):
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a config key, e.g. train.lr=2e-4')
     p.set_defaults(func=run_train)
 
-def run_train(args) -> int:
-    "Run `sr3xct train`."
-    from sr3xct.config import load_config, build_trainer, resolve_config
-    from sr3xct.runtime import close_distributed
-    extra = ([f'init={args.init}'] if args.init else []) + ([f'init_config={_model_config(args.model_config)}'] if args.model_config else [])
-    cfg = load_config(args.config, args.set + extra)
-    trainer = build_trainer(cfg, resume=args.resume, where=str(resolve_config(args.config)))
-    ok = False
-    try:
-        if trainer.rank == 0:
-            for note in getattr(trainer, 'notes', []): print(f'sr3xct train: {note}', file=sys.stderr)
-        if getattr(trainer, 'resumed_from', None) and trainer.rank == 0:
-            print(f'resumed from {trainer.resumed_from} at iteration {trainer.state.iter}', file=sys.stderr)
-            if trainer.schedule_note: print(f'sr3xct train: LR schedule rebuilt from the config ({trainer.schedule_note})', file=sys.stderr)
-        trainer.fit()
-        if trainer.rank == 0:
-            print(f'done: {trainer.state.iter} iterations ({trainer.state.n_skipped} skipped); run in {cfg.run_dir}', file=sys.stderr)
-        ok = True
-    finally: close_distributed(ok)
-    return 0
-
-# %% ../nbs/11_cli.ipynb #8695cb23
-def _add_average(sub):
-    p = sub.add_parser('average', help='average the weights of the last N checkpoints',
-                       description='Average model and EMA weights of several checkpoints into one file.')
-    p.add_argument('checkpoints', nargs='*', help='checkpoint files (or use --dir)')
-    p.add_argument('--dir', help="a run's checkpoints/ folder (or the run folder)")
-    p.add_argument('--last', type=int, default=5, help='with --dir: how many of the newest to average (default 5)')
-    p.add_argument('-o', '--out', required=True, help='output checkpoint')
-    p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
-    p.set_defaults(func=run_average)
-
-def run_average(args) -> int:
-    "Run `sr3xct average`."
-    from sr3xct.train import average_checkpoints, list_checkpoints
-    from sr3xct.checkpoint import save_checkpoint
+# %% ../nbs/11_cli.ipynb #51c9fcad
+def _average_inputs(args) -> list[Path]:
+    "The checkpoints `sr3xct average` is given: the files, then the newest `--last` of `--dir`; each one must exist."
+    from sr3xct.train import list_checkpoints
     paths = [Path(p) for p in args.checkpoints]
     if args.last < 1: raise InputError(f'--last {args.last}: must be at least 1')
     if args.dir:
@@ -77,6 +76,14 @@ def run_average(args) -> int:
     if not paths: raise InputError('average: give checkpoint files or --dir')
     for p in paths:
         if not p.is_file(): raise InputError(f'{p}: no such checkpoint')
+    return paths
+
+# %% ../nbs/11_cli.ipynb #ac10af1d
+def run_average(args) -> int:
+    "Run `sr3xct average`."
+    from sr3xct.train import average_checkpoints
+    from sr3xct.checkpoint import save_checkpoint
+    paths = _average_inputs(args)
     out = Path(args.out)
     if out.exists() and out.resolve() in [p.resolve() for p in paths]: raise InputError(f'{out}: would overwrite one of its inputs')
     if out.exists() and not args.overwrite: raise InputError(out, 'exists; pass --overwrite to replace it')
@@ -84,36 +91,58 @@ def run_average(args) -> int:
     print(f'averaged {len(paths)} checkpoints into {out}', file=sys.stderr)
     return 0
 
-# %% ../nbs/11_cli.ipynb #28696797
-_INFER_FLAGS = ('scale', 'mode', 'start', 'steps', 'sampler', 'n_samples', 'device', 'precision', 'tile', 'overlap', 'batch_size', 'seed')
+# %% ../nbs/11_cli.ipynb #4e655792
+def _add_average(sub):
+    p = sub.add_parser('average', help='average the weights of the last N checkpoints',
+                       description='Average model and EMA weights of several checkpoints into one file.')
+    p.add_argument('checkpoints', nargs='*', help='checkpoint files (or use --dir)')
+    p.add_argument('--dir', help="a run's checkpoints/ folder (or the run folder)")
+    p.add_argument('--last', type=int, default=5, help='with --dir: how many of the newest to average (default 5)')
+    p.add_argument('-o', '--out', required=True, help='output checkpoint')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+    p.set_defaults(func=run_average)
 
-def _add_infer(sub):
-    from sr3xct.diffusion import SAMPLERS
+# %% ../nbs/11_cli.ipynb #4999ab8f
+def _add_infer_io(p):
+    "`sr3xct infer` flags: the input, the output, the scale and the mode."
     from sr3xct.infer import MODES
-    p = sub.add_parser('infer', help='super-resolve an LR image or volume',
-                       description='Super-resolve a low-resolution image or volume: a volume on all three axes (isotropic; --in-plane: '
-                                   'slice by slice, Z kept), streamed and resumable; torchrun splits the work. '
-                                   'With no --checkpoint, the packaged pretrained model for --scale is used (see `sr3xct models`).')
     p.add_argument('--input', required=True, help='LR image or volume: a .tif or a folder of slice .tifs')
     p.add_argument('--output', required=True, help='SR .tif to write (the mean of the samples with --mode mean)')
     p.add_argument('--scale', type=int, choices=[2, 4, 8], help='factor (default: the checkpoint\'s; 4 for the packaged model)')
     p.add_argument('--mode', choices=MODES, help="fidelity: the predictor, best PSNR/SSIM, one pass; realism: one refined sample "
                    "(texture, pore statistics); mean: mean and std of --n-samples samples (default: fidelity when the model has a predictor)")
+
+# %% ../nbs/11_cli.ipynb #6cb4a737
+def _add_infer_model(p):
+    "`sr3xct infer` flags: the model and the configs."
     p.add_argument('--checkpoint', help="sr3xct checkpoint or model file, or an SR3 / SR3-XCT pair (its I{iter}_E{epoch} prefix, "
                                         "_gen.safetensors or _gen.pth; needs --model-config); default: the packaged model")
     p.add_argument('-c', '--config', help='inference YAML or packaged name, e.g. inference/x4 (default: built-in defaults)')
     p.add_argument('--model-config', metavar='YAML', help='describes a checkpoint that records no model: the SR3 / SR3-XCT YAML '
                                                           'it was trained with, or an sr3xct training config')
+
+# %% ../nbs/11_cli.ipynb #568c9c0d
+def _add_infer_sampling(p):
+    "`sr3xct infer` flags: how the diffusion samples."
+    from sr3xct.diffusion import SAMPLERS
     p.add_argument('--steps', type=int, help='sampling steps (realism, mean; default 20)')
     p.add_argument('--start', type=float, help="where sampling starts in the noise schedule, in (0, 1] (default: the model's; 1: pure noise)")
     p.add_argument('--sampler', choices=SAMPLERS, help='sampler (default ddim)')
     p.add_argument('--n-samples', type=int, help='samples for --mode mean (default 4); also writes the standard deviation')
+
+# %% ../nbs/11_cli.ipynb #fb07baee
+def _add_infer_compute(p):
+    "`sr3xct infer` flags: device, precision, threads, tiling and seed."
     p.add_argument('--device', help='auto | cpu | cuda | cuda:N (default auto)')
     p.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], help='autocast precision (default auto: bf16 where native)')
     p.add_argument('--threads', type=int, help="CPU threads (default: PyTorch's, the physical cores or OMP_NUM_THREADS)")
     p.add_argument('--tile', type=int, help="HR tile size of the diffusion (default: the network's training size)")
     p.add_argument('--overlap', type=int, help='HR pixels blended between tiles (default 32)')
     p.add_argument('--batch-size', type=int, help='tiles per network call (default 4)'); p.add_argument('--seed', type=int, help='sampling seed (default 0)')
+
+# %% ../nbs/11_cli.ipynb #9453b860
+def _add_infer_volume(p):
+    "`sr3xct infer` flags: the volume path (isotropic or in-plane), the outputs and `--set`."
     p.add_argument('--in-plane', action='store_true', help='super-resolve a volume slice by slice and keep Z as it was (default: all three axes)')
     p.add_argument('--axis', type=int, choices=[0, 1, 2], help='with --in-plane: slice across this axis (default 0: the (Y, X) planes)')
     p.add_argument('--slab', type=int, default=16, help='isotropic: LR slices per slab (memory grows with it; default 16)')
@@ -123,7 +152,9 @@ def _add_infer(sub):
     p.add_argument('--overwrite', action='store_true', help='replace existing output files')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override an inference config key, e.g. eta=0.5')
-    p.set_defaults(func=run_infer)
+
+# %% ../nbs/11_cli.ipynb #70fec4fa
+_INFER_FLAGS = ('scale', 'mode', 'start', 'steps', 'sampler', 'n_samples', 'device', 'precision', 'tile', 'overlap', 'batch_size', 'seed')
 
 def _infer_config(args):
     "The inference settings: the config (or the defaults), then `--set`, then the flags."
@@ -137,11 +168,31 @@ def _infer_config(args):
     if cfg.mode == 'mean' and args.n_samples is None and cfg.n_samples < 2: cfg.n_samples = 4   # a mean needs several
     return cfg
 
+# %% ../nbs/11_cli.ipynb #0f27269a
 def _model_config(name) -> str|None:
     "The model-config file named on the command line (a path or a packaged config name), or None."
     from sr3xct.config import resolve_config
     return str(resolve_config(name)) if name else None
 
+# %% ../nbs/11_cli.ipynb #3aaafefa
+def _infer_threads(n:int|None):
+    "Set this process's CPU threads to `n` (`--threads`); None: leave PyTorch's default."
+    from sr3xct.runtime import set_threads
+    if n is None: return   # PyTorch's default: the physical cores; 1 per process under torchrun
+    if n < 1: raise InputError('--threads', f'must be >= 1, got {n}')
+    set_threads(n)
+
+# %% ../nbs/11_cli.ipynb #caaa7b6e
+def _load_infer_model(args, cfg, device, model_config:str|None):
+    "The model of `sr3xct infer` on `device`, and the scale it super-resolves by."
+    from sr3xct.models import load_model
+    scale = cfg.scale or (None if args.checkpoint else 4)
+    model = load_model(args.checkpoint, scale, device, cfg.use_ema, model_config)
+    scale = model.scale or scale
+    if scale is None: raise InputError(args.checkpoint, 'the checkpoint records no scale: give --scale')
+    return model, scale
+
+# %% ../nbs/11_cli.ipynb #a4ab7043
 def _is_volume(path) -> bool:
     "The input holds several slices (a volume to super-resolve isotropically); an unreadable one is left to the in-plane path to report."
     from sr3xct.io import open_volume
@@ -149,46 +200,65 @@ def _is_volume(path) -> bool:
         with open_volume(path) as r: return r.meta.ndim == 3 and r.shape[0] > 1
     except (InputError, OSError): return False
 
+# %% ../nbs/11_cli.ipynb #0fe16813
+def _isotropic(args) -> bool:
+    "Whether `sr3xct infer` super-resolves its input on all three axes (a volume without `--in-plane`)."
+    iso = not args.in_plane and _is_volume(args.input)
+    if iso and args.axis not in (None, 0): raise InputError('--axis', 'picks the slice planes of --in-plane; a volume is super-resolved on all three axes unless --in-plane')
+    return iso
+
+# %% ../nbs/11_cli.ipynb #4e66e144
+def _infer_kwargs(args, cfg) -> dict:
+    "The settings `super_resolve_volume` and `super_resolve_volume3d` share."
+    return dict(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, steps=cfg.steps, sampler=cfg.sampler, eta=cfg.eta,
+                n_samples=cfg.n_samples, std_output=args.std_output, seed=cfg.seed, precision=cfg.precision, simulate_lr=args.simulate_lr,
+                overwrite=args.overwrite, progress=not args.no_progress, mode=cfg.mode, start=cfg.start)
+
+# %% ../nbs/11_cli.ipynb #7d398014
+def _infer_summary(res:dict, scale:int, iso:bool, model) -> str:
+    "The line `sr3xct infer` ends with: what it wrote, how, and with which model."
+    return (f"wrote {res['output']}" + (f" and {res['std']}" if res['std'] else '') + f" ({res['slices']} slices, x{scale} " +
+            ('on all three axes' if iso else 'in-plane') + f", mode {res['mode']}, model {model.info.get('path')})")
+
+# %% ../nbs/11_cli.ipynb #56a9e60e
 def run_infer(args) -> int:
     "Run `sr3xct infer`."
     from sr3xct.config import pick_device
-    from sr3xct.models import load_model
     from sr3xct.infer import super_resolve_volume
     from sr3xct.volume3d import super_resolve_volume3d
-    from sr3xct.runtime import init_distributed, close_distributed, set_threads
+    from sr3xct.runtime import init_distributed, close_distributed
     cfg = _infer_config(args)
-    if args.threads is not None:   # else PyTorch's default (the physical cores; 1 per process under torchrun)
-        if args.threads < 1: raise InputError('--threads', f'must be >= 1, got {args.threads}')
-        set_threads(args.threads)
+    _infer_threads(args.threads)
     model_config = _model_config(args.model_config)
     rank, world, local = init_distributed()
     ok = False
     try:
-        scale = cfg.scale or (None if args.checkpoint else 4)
-        model = load_model(args.checkpoint, scale, pick_device(cfg.device, local), cfg.use_ema, model_config)
-        scale = model.scale or scale
-        if scale is None: raise InputError(args.checkpoint, 'the checkpoint records no scale: give --scale')
-        iso = not args.in_plane and _is_volume(args.input)
-        if iso and args.axis not in (None, 0): raise InputError('--axis', 'picks the slice planes of --in-plane; a volume is super-resolved on all three axes unless --in-plane')
-        kw = dict(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, steps=cfg.steps, sampler=cfg.sampler, eta=cfg.eta,
-                  n_samples=cfg.n_samples, std_output=args.std_output, seed=cfg.seed, precision=cfg.precision, simulate_lr=args.simulate_lr,
-                  overwrite=args.overwrite, progress=not args.no_progress, mode=cfg.mode, start=cfg.start)
+        model, scale = _load_infer_model(args, cfg, pick_device(cfg.device, local), model_config)
+        iso = _isotropic(args)
+        kw = _infer_kwargs(args, cfg)
         res = super_resolve_volume3d(model, args.input, args.output, scale, slab=args.slab, **kw) if iso else \
               super_resolve_volume(model, args.input, args.output, scale, axis=args.axis or 0, **kw)
-        if rank == 0:
-            print(f"wrote {res['output']}" + (f" and {res['std']}" if res['std'] else '') + f" ({res['slices']} slices, x{scale} " +
-                  ('on all three axes' if iso else 'in-plane') + f", mode {res['mode']}, model {model.info.get('path')})", file=sys.stderr)
+        if rank == 0: print(_infer_summary(res, scale, iso, model), file=sys.stderr)
         ok = True
     finally: close_distributed(ok)
     return 0
 
-# %% ../nbs/11_cli.ipynb #739a4cf8
-def _add_models(sub):
-    p = sub.add_parser('models', help='list the packaged pretrained models and their model cards',
-                       description='The pretrained models that ship with sr3xct (used by `sr3xct infer` when no --checkpoint is given).')
-    p.add_argument('--card', metavar='NAME', help='print the whole model card of NAME (e.g. x4)')
-    p.set_defaults(func=run_models)
+# %% ../nbs/11_cli.ipynb #02091be2
+def _add_infer(sub):
+    p = sub.add_parser('infer', help='super-resolve an LR image or volume',
+                       description='Super-resolve a low-resolution image or volume: a volume on all three axes (isotropic; --in-plane: '
+                                   'slice by slice, Z kept), streamed and resumable; torchrun splits the work. '
+                                   'With no --checkpoint, the packaged pretrained model for --scale is used (see `sr3xct models`).')
+    for add in (_add_infer_io, _add_infer_model, _add_infer_sampling, _add_infer_compute, _add_infer_volume): add(p)
+    p.set_defaults(func=run_infer)
 
+# %% ../nbs/11_cli.ipynb #95cd1a72
+def _model_line(name:str, m:dict) -> str:
+    "One line of `sr3xct models`: name, scale, file size and the model card's summary."
+    summary = next((l[2:].strip() for l in (m['card'].read_text().splitlines() if m['card'] else []) if l.startswith('> ')), '')
+    return f"{name}  x{m['scale']}  {m['path'].stat().st_size / 1e6:.1f} MB  {summary}"
+
+# %% ../nbs/11_cli.ipynb #77f8f9f1
 def run_models(args) -> int:
     "Run `sr3xct models`: one line per packaged model, or a whole model card."
     from sr3xct.models import packaged_models
@@ -199,22 +269,17 @@ def run_models(args) -> int:
         print(found[args.card]['card'].read_text()); return 0
     if not found: print('no packaged models'); return 0
     for name, m in found.items():
-        summary = next((l[2:].strip() for l in (m['card'].read_text().splitlines() if m['card'] else []) if l.startswith('> ')), '')
-        print(f"{name}  x{m['scale']}  {m['path'].stat().st_size / 1e6:.1f} MB  {summary}")
+        print(_model_line(name, m))
     return 0
 
-# %% ../nbs/11_cli.ipynb #abe74fec
-def _add_convert(sub):
-    p = sub.add_parser('convert', help='write a weights-only model file (safetensors) from a checkpoint',
-                       description='Write the networks of a checkpoint (EMA weights when it has them) and their configs as one '
-                                   'safetensors model file: what `sr3xct infer --checkpoint` and `sr3xct train --init` read, and '
-                                   'what the packaged models are. SR3 and SR3-XCT pairs need --model-config (their YAML).')
-    p.add_argument('--checkpoint', required=True, help='sr3xct checkpoint, or an SR3 / SR3-XCT pair (I{iter}_E{epoch} prefix)')
-    p.add_argument('--model-config', metavar='YAML', help='the SR3 / SR3-XCT YAML (or an sr3xct training config) of a checkpoint that records no model')
-    p.add_argument('-o', '--out', required=True, help='the .safetensors file to write')
-    p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
-    p.set_defaults(func=run_convert)
+# %% ../nbs/11_cli.ipynb #26fe2825
+def _add_models(sub):
+    p = sub.add_parser('models', help='list the packaged pretrained models and their model cards',
+                       description='The pretrained models that ship with sr3xct (used by `sr3xct infer` when no --checkpoint is given).')
+    p.add_argument('--card', metavar='NAME', help='print the whole model card of NAME (e.g. x4)')
+    p.set_defaults(func=run_models)
 
+# %% ../nbs/11_cli.ipynb #413f8f84
 def run_convert(args) -> int:
     "Run `sr3xct convert`."
     from sr3xct.models import load_model, save_model
@@ -226,7 +291,28 @@ def run_convert(args) -> int:
     print(f"wrote {out} (x{m.scale}, modes {', '.join(m.modes)}) from {args.checkpoint}", file=sys.stderr)
     return 0
 
-# %% ../nbs/11_cli.ipynb #1acf259d
+# %% ../nbs/11_cli.ipynb #7229e8b6
+def _add_convert(sub):
+    p = sub.add_parser('convert', help='write a weights-only model file (safetensors) from a checkpoint',
+                       description='Write the networks of a checkpoint (EMA weights when it has them) and their configs as one '
+                                   'safetensors model file: what `sr3xct infer --checkpoint` and `sr3xct train --init` read, and '
+                                   'what the packaged models are. SR3 and SR3-XCT pairs need --model-config (their YAML).')
+    p.add_argument('--checkpoint', required=True, help='sr3xct checkpoint, or an SR3 / SR3-XCT pair (I{iter}_E{epoch} prefix)')
+    p.add_argument('--model-config', metavar='YAML', help='the SR3 / SR3-XCT YAML (or an sr3xct training config) of a checkpoint that records no model')
+    p.add_argument('-o', '--out', required=True, help='the .safetensors file to write')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing output file')
+    p.set_defaults(func=run_convert)
+
+# %% ../nbs/11_cli.ipynb #49bcc488
+def run_prepare(args) -> int:
+    "Run `sr3xct prepare`."
+    from sr3xct.data import prepare
+    rec = prepare(args.hr, args.out, scale=args.scale, patch=args.patch, stride=args.stride, max_patches=args.max_patches,
+                  overwrite=args.overwrite)
+    print(f"wrote {rec['count']} patch triplets to {args.out}", file=sys.stderr)
+    return 0
+
+# %% ../nbs/11_cli.ipynb #53c0f9d8
 def _add_prepare(sub):
     p = sub.add_parser('prepare', help="write the SR3 reference's paired folder layout from HR volumes",
                        description='Cut HR volumes into patches and write hr_{r}/, lr_{l}/ and sr_{l}_{r}/ images (the SR3 '
@@ -240,15 +326,17 @@ def _add_prepare(sub):
     p.add_argument('--overwrite', action='store_true', help='replace existing folders')
     p.set_defaults(func=run_prepare)
 
-def run_prepare(args) -> int:
-    "Run `sr3xct prepare`."
-    from sr3xct.data import prepare
-    rec = prepare(args.hr, args.out, scale=args.scale, patch=args.patch, stride=args.stride, max_patches=args.max_patches,
-                  overwrite=args.overwrite)
-    print(f"wrote {rec['count']} patch triplets to {args.out}", file=sys.stderr)
+# %% ../nbs/11_cli.ipynb #2a147798
+def run_eval(args) -> int:
+    "Run `sr3xct eval`: print the table, write the report."
+    from sr3xct.report import evaluate
+    from sr3xct.metrics import to_markdown
+    table = evaluate(args.sr, args.hr, args.lr, args.out, args.threshold, args.pore, args.data_range, args.overwrite, std=args.std)
+    print(to_markdown(table))
+    print(f"wrote {', '.join(table['files']['report'])}", file=sys.stderr)
     return 0
 
-# %% ../nbs/11_cli.ipynb #a89e06f0
+# %% ../nbs/11_cli.ipynb #c321c4dc
 def _add_eval(sub):
     p = sub.add_parser('eval', help='compare SR with HR (and bicubic from LR): Markdown, JSON, PNG',
                        description='PSNR, SSIM, porosity, pore sizes, two-point correlation, Euler characteristic for '
@@ -264,16 +352,18 @@ def _add_eval(sub):
     p.add_argument('--overwrite', action='store_true', help='replace existing report files')
     p.set_defaults(func=run_eval)
 
-def run_eval(args) -> int:
-    "Run `sr3xct eval`: print the table, write the report."
-    from sr3xct.report import evaluate
-    from sr3xct.metrics import to_markdown
-    table = evaluate(args.sr, args.hr, args.lr, args.out, args.threshold, args.pore, args.data_range, args.overwrite, std=args.std)
-    print(to_markdown(table))
-    print(f"wrote {', '.join(table['files']['report'])}", file=sys.stderr)
+# %% ../nbs/11_cli.ipynb #c9809202
+def run_demo(args) -> int:
+    "Run `sr3xct demo`: print the report."
+    from sr3xct.demo import demo
+    if args.steps < 1: raise InputError('--steps', f'must be >= 1, got {args.steps}')
+    if args.n_samples < 2: raise InputError('--n-samples', f'must be >= 2, got {args.n_samples}')
+    r = demo(args.out, args.train_minutes, args.steps, args.n_samples, args.test_slices, args.overwrite, args.set, args.model)
+    print(Path(r['report']).read_text())
+    print(f"wrote {r['report']}", file=sys.stderr)
     return 0
 
-# %% ../nbs/11_cli.ipynb #397730da
+# %% ../nbs/11_cli.ipynb #90203b3b
 def _add_demo(sub):
     p = sub.add_parser('demo', help='super-resolve held-out real CT with the packaged model and report',
                        description='The main job without data of your own: super-resolves held-out real sandstone and soil '
@@ -290,17 +380,7 @@ def _add_demo(sub):
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override a fine-tuning config key')
     p.set_defaults(func=run_demo)
 
-def run_demo(args) -> int:
-    "Run `sr3xct demo`: print the report."
-    from sr3xct.demo import demo
-    if args.steps < 1: raise InputError('--steps', f'must be >= 1, got {args.steps}')
-    if args.n_samples < 2: raise InputError('--n-samples', f'must be >= 2, got {args.n_samples}')
-    r = demo(args.out, args.train_minutes, args.steps, args.n_samples, args.test_slices, args.overwrite, args.set, args.model)
-    print(Path(r['report']).read_text())
-    print(f"wrote {r['report']}", file=sys.stderr)
-    return 0
-
-# %% ../nbs/11_cli.ipynb #ef3e686c
+# %% ../nbs/11_cli.ipynb #d080310d
 def build_parser() -> argparse.ArgumentParser:
     "The `sr3xct` argument parser with all subcommands."
     from sr3xct import __version__
@@ -310,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     for add in (_add_train, _add_average, _add_infer, _add_models, _add_convert, _add_prepare, _add_eval, _add_demo): add(sub)
     return p
 
+# %% ../nbs/11_cli.ipynb #5cef5b9e
 def os_error_line(e:OSError) -> str:
     "One line for an `OSError`: the file it concerns and what the system said (a full disk: the space it needs)."
     what = e.strerror or str(e)
@@ -317,6 +398,7 @@ def os_error_line(e:OSError) -> str:
     if e.errno in (errno.ENOSPC, errno.EDQUOT): what += ': free some space and rerun (an interrupted infer continues)'
     return str(InputError(e.filename, what) if e.filename else InputError(what))
 
+# %% ../nbs/11_cli.ipynb #6f95d6b6
 def main(argv:list[str]|None=None) -> int:
     "Entry point of the `sr3xct` command: exit 0 on success, 2 on bad input (one line on stderr), 1 if training diverged."
     args = build_parser().parse_args(argv)
