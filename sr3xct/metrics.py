@@ -14,8 +14,8 @@ from .losses import ssim_map
 # %% auto #0
 __all__ = ['METRICS', 'check_image', 'check_same', 'psnr', 'ssim', 'otsu_threshold', 'pore_mask', 'porosity', 'local_thickness',
            'pore_size_distribution', 'default_r_max', 'two_point_correlation', 'specific_surface_area',
-           'euler_characteristic', 'plane_psnr', 'hf_power_fraction', 'isotropy', 'bicubic_upsample', 'compare',
-           'to_markdown']
+           'euler_characteristic', 'plane_psnr', 'hf_power_fraction', 'isotropy', 'bicubic_upsample',
+           'tricubic_upsample', 'upsample_baseline', 'compare', 'to_markdown']
 
 # %% ../nbs/04_metrics.ipynb #9c7841c4
 def check_image(a, # a 2D image or a 3D volume
@@ -271,6 +271,28 @@ def bicubic_upsample(lr, # (h, w) or (Z, h, w)
     if np.issubdtype(a.dtype, np.integer): up = np.clip(up, np.iinfo(a.dtype).min, np.iinfo(a.dtype).max)
     return up[0] if a.ndim == 2 else up
 
+def tricubic_upsample(lr, # a volume (d, h, w)
+                      scale:int) -> np.ndarray: # factor along every axis
+    "Tricubic upsampling (float64): `bicubic_upsample`'s kernel along Y and X, then along Z; clipped for integer data."
+    a = check_image(lr, 'lr')
+    if a.ndim != 3: raise InputError('lr', f'tricubic upsampling needs a volume (d, h, w), got shape {a.shape}')
+    x = F.interpolate(torch.from_numpy(a.astype(np.float64))[:, None], scale_factor=scale, mode='bicubic', align_corners=False)[:, 0]
+    x = F.interpolate(x.permute(2, 0, 1)[:, None], scale_factor=(scale, 1), mode='bicubic', align_corners=False)[:, 0]
+    up = x.permute(1, 2, 0).numpy()
+    return np.clip(up, np.iinfo(a.dtype).min, np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else up
+
+def upsample_baseline(lr, # the LR input: same slices as HR (in-plane), or a volume downsampled along Z too
+                      hr_shape:tuple, # the HR's shape
+                     ) -> tuple[str, np.ndarray, int]: # ('bicubic' or 'tricubic', the upsampled LR, the scale)
+    "The interpolation baseline of `lr` on the HR grid; an `InputError` naming `lr` when its shape is neither kind."
+    lr = check_image(lr, 'lr')
+    s = hr_shape[-1] // lr.shape[-1] if lr.shape[-1] else 0
+    if s < 1 or lr.ndim != len(hr_shape) or tuple(n * s for n in lr.shape[-2:]) != tuple(hr_shape[-2:]):
+        raise InputError('lr', f'shape {lr.shape} times an integer scale is not hr {tuple(hr_shape)}')
+    if lr.ndim == 2 or lr.shape[0] == hr_shape[0]: return 'bicubic', bicubic_upsample(lr, s), s
+    if lr.shape[0] * s == hr_shape[0]: return 'tricubic', tricubic_upsample(lr, s), s
+    raise InputError('lr', f'shape {lr.shape} is not hr {tuple(hr_shape)} downsampled in-plane, nor on all three axes, by {s}')
+
 # %% ../nbs/04_metrics.ipynb #6dc0a874
 METRICS = ('psnr', 'ssim', 'porosity', 'mean_pore_radius', 'specific_surface_area', 'euler_characteristic', 'correlation_length')
 
@@ -288,8 +310,8 @@ def _soil(img:np.ndarray, t:float, pore:str, voxel_size:float) -> dict:
 
 def compare(sr, # super-resolved image/volume
             hr, # ground truth, same shape
-            lr=None, # low-resolution input (h, w) / (Z, h, w): adds the bicubic column
-            scale:int|None=None, # in-plane factor (checked against lr's shape; inferred when None)
+            lr=None, # low-resolution input (h, w) / (Z, h, w), or (Z/s, h, w): adds the bicubic (tricubic) column
+            scale:int|None=None, # the factor (checked against lr's shape; inferred when None)
             data_range:float|None=None, # for PSNR/SSIM; default: full range of hr's integer dtype
             threshold:float|None=None, # pore/solid grey level; default: Otsu of hr
             pore:str='dark', # 'dark' or 'bright' pores
@@ -298,14 +320,9 @@ def compare(sr, # super-resolved image/volume
     sr, hr = check_same(sr, hr)
     imgs = {}
     if lr is not None:
-        lr = check_image(lr, 'lr')
-        if lr.ndim != hr.ndim or (hr.ndim == 3 and lr.shape[0] != hr.shape[0]):
-            raise InputError('lr', f'shape {lr.shape} does not match hr {hr.shape} (same slices, in-plane downsampled)')
-        s = hr.shape[-1] // lr.shape[-1]
-        if scale is not None and s != scale: raise InputError('lr', f'shape {lr.shape} is not hr {hr.shape} / scale {scale}')
-        if tuple(n * s for n in lr.shape[-2:]) != hr.shape[-2:]:
-            raise InputError('lr', f'shape {lr.shape} times an integer scale is not hr {hr.shape}')
-        scale = s; imgs['bicubic'] = bicubic_upsample(lr, s)
+        name, up, s = upsample_baseline(lr, hr.shape)
+        if scale is not None and s != scale: raise InputError('lr', f'shape {check_image(lr, "lr").shape} is not hr {hr.shape} / scale {scale}')
+        scale, imgs[name] = s, up
     imgs['sr'], imgs['hr'] = sr, hr
     dr = _data_range(hr, data_range)
     t = otsu_threshold(hr, 'hr') if threshold is None else float(threshold)
@@ -314,8 +331,10 @@ def compare(sr, # super-resolved image/volume
         rows['psnr'][c] = None if c == 'hr' else psnr(img, hr, dr)
         rows['ssim'][c] = None if c == 'hr' else ssim(img, hr, dr)
         for k, v in _soil(img, t, pore, voxel_size).items(): rows[k][c] = v
-    return {'columns': list(imgs), 'metrics': rows, 'threshold': t, 'data_range': dr, 'scale': scale,
-            'pore': pore, 'voxel_size': voxel_size, 'shape': tuple(hr.shape), 'r_max': default_r_max(hr.shape)}
+    out = {'columns': list(imgs), 'metrics': rows, 'threshold': t, 'data_range': dr, 'scale': scale,
+           'pore': pore, 'voxel_size': voxel_size, 'shape': tuple(hr.shape), 'r_max': default_r_max(hr.shape)}
+    if hr.ndim == 3 and min(hr.shape) >= 4: out['isotropy'] = {c: isotropy(img, hr, dr) for c, img in imgs.items() if c != 'hr'}
+    return out
 
 # %% ../nbs/04_metrics.ipynb #5f8a1d21
 def _fmt(v, digits:int) -> str:
@@ -329,7 +348,19 @@ def to_markdown(table:dict, # the output of `compare`
     cols = table['columns']
     lines = ['| metric | ' + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
     lines += [f'| {k} | ' + ' | '.join(_fmt(v.get(c), digits) for c in cols) + ' |' for k, v in table['metrics'].items()]
-    return '\n'.join(lines) + f"\n\nthreshold {table['threshold']:.4g} (Otsu of HR unless given), data range {table['data_range']:g}\n" + _notes(table)
+    return '\n'.join(lines) + f"\n\nthreshold {table['threshold']:.4g} (Otsu of HR unless given), data range {table['data_range']:g}\n" + \
+           _notes(table) + _isotropy_markdown(table, digits)
+
+def _isotropy_markdown(table:dict, digits:int) -> str:
+    "The isotropy check of a volume: PSNR on the planes of each orientation, and the high-frequency power ratio Z/X."
+    iso = table.get('isotropy')
+    if not iso: return ''
+    cols = list(iso)
+    rows = {'PSNR on (Y, X) planes': 'psnr_yx', 'PSNR on (Z, X) planes': 'psnr_zx', 'PSNR on (Z, Y) planes': 'psnr_zy',
+            'HF power ratio Z/X (HR: {:.3g})'.format(next(iter(iso.values()))['hf_ratio_zx_hr']): 'hf_ratio_zx_sr'}
+    lines = ['', '| isotropy | ' + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
+    lines += [f'| {name} | ' + ' | '.join(_fmt(iso[c][k], digits) for c in cols) + ' |' for name, k in rows.items()]
+    return '\n'.join(lines) + '\n'
 
 def _notes(table:dict) -> str:
     "Why a correlation length is missing: the footnote under the table."

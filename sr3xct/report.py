@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from .errors import InputError
 from .io import read_volume, atomic_paths
-from .metrics import compare, to_markdown, pore_size_distribution, two_point_correlation, bicubic_upsample
+from .metrics import compare, to_markdown, pore_size_distribution, two_point_correlation, upsample_baseline
 from .viz import show_images, InlineFigure
 
 # %% auto #0
@@ -26,7 +26,7 @@ def std_beside(sr) -> Path|None:
 
 def load_triplet(sr, # SR volume file
                  hr, # HR volume file (the ground truth)
-                 lr=None, # LR volume file (adds the bicubic baseline)
+                 lr=None, # LR volume file (adds the bicubic baseline; tricubic for an LR downsampled along Z too)
                  std=None, # the SR's per-voxel std (mode 'mean'): shown beside the error map
                 ) -> dict: # {'sr', 'hr', 'lr', 'std' (or None), 'meta' (HR's), 'scale' (or None)}
     "Read SR, HR, LR and std volumes and check that they belong together; `InputError` naming the file that does not."
@@ -40,8 +40,10 @@ def load_triplet(sr, # SR volume file
         l, _ = read_volume(lr)
         if l.dtype != h.dtype: raise InputError(lr, f'dtype {l.dtype} differs from the HR volume {hr} ({h.dtype}); convert it first')
         k = h.shape[-1] // l.shape[-1] if l.shape[-1] else 0
-        if l.shape[0] != h.shape[0] or k < 1 or (l.shape[1] * k, l.shape[2] * k) != h.shape[1:]:
-            raise InputError(lr, f'shape {l.shape} is not the HR volume {hr} of shape {h.shape} downsampled in-plane by an integer factor')
+        if k < 1 or l.shape[0] not in (h.shape[0], h.shape[0] // k) or (l.shape[1] * k, l.shape[2] * k) != h.shape[1:] or \
+           (l.shape[0] != h.shape[0] and l.shape[0] * k != h.shape[0]):
+            raise InputError(lr, f'shape {l.shape} is not the HR volume {hr} of shape {h.shape} downsampled by an integer factor '
+                                 '(in-plane, or on all three axes)')
         out.update(lr=l[0] if two_d else l, scale=k)
     if std is not None:
         d, _ = read_volume(std)
@@ -137,7 +139,7 @@ def _write_report(out:Path, table:dict, images:dict, vols:dict, overwrite:bool):
     "report.md, report.json and report.png, written as one unit (all new, or the old ones kept)."
     out.mkdir(parents=True, exist_ok=True)
     f = table['files']
-    md = f"# SR evaluation\n\nSR `{f['sr']}` vs HR `{f['hr']}`" + (f", bicubic from LR `{f['lr']}` (x{vols['scale']})" if f['lr'] else '') + \
+    md = f"# SR evaluation\n\nSR `{f['sr']}` vs HR `{f['hr']}`" + (f", {table['columns'][0]} from LR `{f['lr']}` (x{vols['scale']})" if f['lr'] else '') + \
          (f", std of the SR samples `{f['std']}`" if f['std'] else '') + f"; shape {vols['hr'].shape}, lengths in {table['unit']}.\n\n" + to_markdown(table)
     fig = report_figure(images, table['curves'], lr=vols['lr'], std=vols['std'], unit=table['unit'])
     with atomic_paths([out / n for n in REPORT_FILES], overwrite) as (p_md, p_json, p_png):   # one unit: all new or all old
@@ -171,7 +173,7 @@ def evaluate(sr, # SR volume (a TIFF or a folder of slices)
         if e.path in files: raise InputError(files[e.path], e.problem) from None
         raise
     table['unit'] = vols['meta'].unit if vs else 'voxels'
-    images = {'bicubic': bicubic_upsample(vols['lr'], vols['scale'])} if vols['lr'] is not None else {}
+    images = dict([upsample_baseline(vols['lr'], vols['hr'].shape)[:2]]) if vols['lr'] is not None else {}
     images.update(sr=vols['sr'], hr=vols['hr'])
     table['curves'] = curves(images, table['threshold'], pore, voxel_size=table['voxel_size'])
     table['files'] = {k: None if v is None else str(v) for k, v in dict(sr=sr, hr=hr, lr=lr, std=std).items()}

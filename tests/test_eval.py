@@ -97,3 +97,22 @@ def test_std_units_and_thin_volume_notes(triplet, capsys):
     write_volume(tmp / 'big.tif', big, VolumeMeta('uint8', 2, (3.0, 3.0, 3.0), 'um'))
     rep = evaluate(tmp / 'big.tif', tmp / 'big.tif', out_dir=tmp / 'o3')
     assert 'correlation_length nan (sr, hr): S2 has not decayed to 1/e within r <= 72 um' in (tmp / 'o3' / 'report.md').read_text()
+
+
+def test_isotropic_volume_gets_tricubic_and_isotropy(tmp_path):
+    "An LR volume downsampled on all three axes (what `sr3xct infer` makes of a volume): tricubic column, isotropy table."
+    from sr3xct.data import degrade3d
+    hr = sandstone()[0][:16, :64, :64]
+    sc = IntensityScaling.from_dtype('uint8')
+    lr = sc.inverse(degrade3d(torch.from_numpy(sc.forward(hr)), 4))
+    sr = np.clip(hr.astype(int) + np.random.default_rng(1).integers(-8, 9, hr.shape), 0, 255).astype(np.uint8)
+    meta = VolumeMeta('uint8', 3, (3.0, 3.0, 3.0), 'um')
+    write_volume(tmp_path / 'hr.tif', hr, meta); write_volume(tmp_path / 'sr.tif', sr, meta)
+    write_volume(tmp_path / 'lr.tif', lr, meta.scaled(0.25))
+    rep = evaluate(tmp_path / 'sr.tif', tmp_path / 'hr.tif', tmp_path / 'lr.tif', tmp_path / 'out')
+    assert rep['columns'] == ['tricubic', 'sr', 'hr'] and rep['scale'] == 4
+    assert set(rep['isotropy']) == {'tricubic', 'sr'} and abs(rep['isotropy']['sr']['psnr_zx'] - rep['isotropy']['sr']['psnr_yx']) < 1
+    md = (tmp_path / 'out' / 'report.md').read_text()
+    assert 'tricubic from LR' in md and 'PSNR on (Z, X) planes' in md
+    write_volume(tmp_path / 'bad.tif', lr[:3], meta)
+    with pytest.raises(InputError, match='bad.tif: shape'): evaluate(tmp_path / 'sr.tif', tmp_path / 'hr.tif', tmp_path / 'bad.tif')
