@@ -264,7 +264,9 @@ def test_compare_3d_volume(vol):
     up = M.bicubic_upsample(lr, 4)
     assert up.shape == hr.shape and up.min() >= 0 and up.max() <= 255
     md = M.to_markdown(tab)
-    assert md.count('\n|') == len(M.METRICS) + 1 and '| psnr |' in md
+    metrics_table = md.split('\n\n')[0]
+    assert metrics_table.count('\n|') == len(M.METRICS) + 1 and '| psnr |' in md
+    assert set(tab['isotropy']) == {'bicubic', 'sr'} and '| PSNR on (Z, X) planes |' in md   # a volume: the isotropy table too
 
 
 @pytest.mark.parametrize('case,match', [
