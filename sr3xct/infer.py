@@ -19,7 +19,7 @@ from .runtime import Precision, rank_world, barrier, progress_interval
 
 # %% auto #0
 __all__ = ['MODES', 'tile_starts', 'blend_window', 'tiled_apply', 'SRModel', 'as_model', 'check_mode', 'predict', 'TiledDenoiser',
-           'super_resolve', 'super_resolve_volume']
+           'refine', 'super_resolve', 'super_resolve_volume']
 
 # %% ../nbs/08_infer.ipynb #2a983ead
 def tile_starts(n:int, # image size along one axis
@@ -166,6 +166,23 @@ class TiledDenoiser:
         return tiled_apply(fn, torch.cat([condition, x_t], 1), self.tile, self.overlap, self.batch_size).to(x_t.dtype)
 
 # %% ../nbs/08_infer.ipynb #2704ee35
+def refine(model:SRModel, # with a diffusion
+           cond:Tensor, # HR condition images (B, 1, H, W) in [-1, 1]: the predictor's output (or bicubic)
+           mode:str='realism', # 'realism': one sample; 'mean': mean and std of `n_samples`
+           tile:int|None=None, overlap:int=32, batch_size:int=4, steps:int=20, sampler:str='ddim', eta:float=0.0,
+           n_samples:int=1, generator:torch.Generator|None=None, precision:str='auto',
+           start:float|None=None, # where sampling starts (None: the model's)
+          ) -> Tensor|tuple[Tensor, Tensor]:
+    "The refining diffusion on HR conditions, sampled whole-slice (joint tiles): one sample, or the mean and std."
+    dev = model.device
+    tile = tile or model.tile or model.diffusion.model.config['image_size']
+    with torch.no_grad(), Precision(precision, dev).autocast():
+        den = TiledDenoiser(model.diffusion, tile, min(overlap, tile // 2), batch_size)
+        out = sample(den, cond.to(dev), steps=steps, sampler=sampler, eta=eta, generator=generator,
+                     n_samples=n_samples if mode == 'mean' else 1, start=model.start if start is None else start)
+    if mode == 'mean': return out[0].float().clamp(-1, 1), out[1].float()
+    return out.float().clamp(-1, 1)
+
 def super_resolve(model, # an `SRModel` (or a bare `GaussianDiffusion`: refines bicubic)
                   lr:Tensor, # LR images (B, 1, h, w) in [-1, 1]
                   scale:int, # in-plane factor (2, 4, 8)
@@ -190,13 +207,8 @@ def super_resolve(model, # an `SRModel` (or a bare `GaussianDiffusion`: refines 
     lr = lr.to(dev).float()
     with torch.no_grad(), Precision(precision, dev).autocast():
         cond = upsample(lr, scale) if model.predictor is None else predict(model.predictor, lr).clamp(-1, 1)
-        if mode == 'fidelity': return cond.float()
-        tile = tile or model.tile or model.diffusion.model.config['image_size']
-        den = TiledDenoiser(model.diffusion, tile, min(overlap, tile // 2), batch_size)
-        out = sample(den, cond, steps=steps, sampler=sampler, eta=eta, generator=generator, n_samples=n_samples if mode == 'mean' else 1,
-                     start=model.start if start is None else start)
-    if mode == 'mean': return out[0].float().clamp(-1, 1), out[1].float()
-    return out.float().clamp(-1, 1)
+    if mode == 'fidelity': return cond.float()
+    return refine(model, cond, mode, tile, overlap, batch_size, steps, sampler, eta, n_samples, generator, precision, start)
 
 # %% ../nbs/08_infer.ipynb #01cf4fb1
 def _slice_seed(seed:int, index:int) -> int:

@@ -12,14 +12,13 @@ from torch import Tensor
 from .errors import InputError
 from .io import VolumeMeta, IntensityScaling, open_volume
 from .data import degrade3d, upsample3d, cubic_along, default_scaling
-from .diffusion import sample
-from .infer import (SRModel, as_model, check_mode, predict, TiledDenoiser, _check_tiling, _check_sampling, _check_paths,
+from .infer import (SRModel, refine, as_model, check_mode, predict, _check_tiling, _check_sampling, _check_paths,
                           _check_job, _model_digest, _slice_seed, _writers)
 from .runtime import Precision, rank_world, barrier, progress_interval
 
 # %% auto #0
-__all__ = ['ORIENTATIONS', 'predict_planes', 'fidelity_across', 'fidelity3d', 'refine', 'super_resolve3d', 'slabs',
-           'isotropic_meta', 'super_resolve_volume3d']
+__all__ = ['ORIENTATIONS', 'predict_planes', 'fidelity_across', 'fidelity3d', 'super_resolve3d', 'slabs', 'isotropic_meta',
+           'super_resolve_volume3d']
 
 # %% ../nbs/08c_volume3d.ipynb #cbca7af5
 ORIENTATIONS = {'yx': 0, 'zx': 1, 'zy': 2}   # plane orientation -> the axis its planes are across
@@ -77,23 +76,6 @@ def fidelity3d(model, # an `SRModel` (its predictor), or a bare `GaussianDiffusi
     return out.clamp(-1, 1)
 
 # %% ../nbs/08c_volume3d.ipynb #0c607504
-def refine(model:SRModel, # with a diffusion
-           cond:Tensor, # HR condition planes (B, 1, H, W) in [-1, 1]: the fidelity output (or bicubic/tricubic)
-           mode:str='realism', # 'realism': one sample; 'mean': mean and std of `n_samples`
-           tile:int|None=None, overlap:int=32, batch_size:int=4, steps:int=20, sampler:str='ddim', eta:float=0.0,
-           n_samples:int=1, generator:torch.Generator|None=None, precision:str='auto',
-           start:float|None=None, # where sampling starts (None: the model's)
-          ) -> Tensor|tuple[Tensor, Tensor]:
-    "The refining diffusion on HR condition planes, as `sr3xct.infer.super_resolve` runs it after the predictor."
-    dev = model.device
-    tile = tile or model.tile or model.diffusion.model.config['image_size']
-    with torch.no_grad(), Precision(precision, dev).autocast():
-        den = TiledDenoiser(model.diffusion, tile, min(overlap, tile // 2), batch_size)
-        out = sample(den, cond.to(dev), steps=steps, sampler=sampler, eta=eta, generator=generator,
-                     n_samples=n_samples if mode == 'mean' else 1, start=model.start if start is None else start)
-    if mode == 'mean': return out[0].float().clamp(-1, 1), out[1].float()
-    return out.float().clamp(-1, 1)
-
 def super_resolve3d(model, # an `SRModel` (or a bare `GaussianDiffusion`)
                     lr:Tensor, # LR volume (d, h, w) in [-1, 1]
                     scale:int, # the factor on every axis
