@@ -8,10 +8,11 @@ __all__ = ['FORMAT', 'REFERENCE_FORMAT', 'MODEL_FORMAT', 'read_tensors', 'save_c
            'load_model_file']
 
 # %% ../nbs/05a_checkpoint.ipynb #25ecbc4b
-import os, pickle, re, uuid, collections, json
+import os, pickle, re, collections, json
 from pathlib import Path
 import torch
 from .errors import InputError
+from .io import atomic_path
 
 # %% ../nbs/05a_checkpoint.ipynb #acd78ad8
 FORMAT = 'sr3xct-1'
@@ -68,16 +69,12 @@ def save_checkpoint(path:str|Path, # the file to write (replaced atomically if i
     if not path.parent.is_dir(): raise InputError(path, f'the folder {path.parent} does not exist')
     state = {**_DEFAULTS, **{k: v for k, v in state.items() if k != 'files'}, 'format': FORMAT}
     _check_plain(state, 'state', path)
-    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
     out = None
     try:
-        with open(tmp, 'wb') as f:
+        with atomic_path(path, overwrite=True) as tmp, open(tmp, 'wb') as f:
             out = _WriteErrors(f)
             torch.save(state, out)
-            f.flush(); os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException as e:
-        tmp.unlink(missing_ok=True)
         err = (out.error if out is not None else None) or (e if isinstance(e, OSError) else None)
         if err is not None:   # a full disk, say: name the checkpoint (torch reports a failed write as an opaque RuntimeError)
             raise OSError(err.errno, f'cannot write the checkpoint: {err.strerror or err}', str(path)) from None
@@ -255,12 +252,9 @@ def save_model_file(path:str|Path, # the .safetensors file to write (replaced at
     if not path.parent.is_dir(): raise InputError(path, f'the folder {path.parent} does not exist')
     tensors = {f'{net}.{k}': v.detach().cpu().contiguous() for net, sd in weights.items() for k, v in sd.items()}
     meta = {'format': MODEL_FORMAT, 'constructors': json.dumps(constructors)}
-    tmp = path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
-    try:
+    with atomic_path(path, overwrite=True) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
         os.chmod(tmp, 0o666 & ~_umask())   # the permissions of any new file (not the temporary file's 0600)
-        os.replace(tmp, path)
-    finally: tmp.unlink(missing_ok=True)
     return path
 
 def load_model_file(path:str|Path # a model file written by `save_model_file`
