@@ -4,7 +4,7 @@ The model is an SR3-XCT checkpoint (`I{iter}_E{epoch}` prefix with `--model-conf
 checkpoint or model file of a plain (bicubic-conditioned) diffusion. With `--train-minutes N` the script first
 fine-tunes the shared SR3-XCT fixture (random weights: inner_channel 16, 4-head attention, linear schedule of 5000
 levels) with `sr3xct train --init` on real sandstone for N minutes, so the comparison is on a network that has
-learned something. Scored on held-out sandstone (slices 40-49, never trained on: the training data holds them out),
+learned something. Scored on held-out sandstone (slices 45-49: the last 10% that `sr3xct train` holds out of training),
 HR patches of --size (LR a quarter of it), PSNR against HR, seconds per patch (network evaluations dominate).
 
     python bench/bench_seed_sampling.py --train-minutes 8 --out runs/seed_bench
@@ -46,8 +46,8 @@ def finetune(out: Path, minutes: float) -> Path:
 
 
 def patches(n: int, size: int) -> np.ndarray:
-    "`n` held-out `size` x `size` HR sandstone patches (slices 40-49, a grid over each slice)."
-    vol = sandstone()[0][40:50]
+    "`n` held-out `size` x `size` HR sandstone patches (slices 45-49, held out of training; a grid over each slice)."
+    vol = sandstone()[0][45:50]
     out = [vol[z, y:y + size, x:x + size] for z in range(len(vol)) for y in range(0, 192, 96) for x in range(0, 192, 96)]
     return np.stack(out[:: max(1, len(out) // n)][:n])
 

@@ -326,24 +326,22 @@ def super_resolve_volume(model, # an `SRModel` (or a bare `GaussianDiffusion`), 
     barrier()
     return {'output': out, 'std': std, 'slices': plan['shape'][axis], 'computed': computed, 'mode': mode}
 
-def _run_slices(model, reader, writers, plan, scaling, scale, axis, tile, overlap, batch_size, simulate_lr, kw, seed, progress, rank, world) -> int:
-    "The loop: this rank's slice groups not yet done, super-resolved and written; returns how many slices it computed."
+def _run_groups(writers:list, # the output's `ResumableWriter` (and the std's)
+                groups:list, # the output slice indices of each group
+                compute, # `compute(k) -> (mean, std or None)`, each (len(groups[k]), H, W) in [-1, 1]
+                scaling, n:int, desc:str, progress:bool, rank:int, world:int) -> int:
+    "The loop of a volume job: this rank's groups not yet done, computed and written; returns how many slices it computed."
     from tqdm.auto import tqdm
-    n = plan['shape'][axis]
     done = set.intersection(*[w.done() for w in writers])
-    todo = [g for k, g in enumerate(plan['groups']) if k % world == rank and not set(g) <= done]
-    bar = tqdm(total=n, initial=len(done), unit='slice', desc=f'SR x{scale}', disable=not progress or rank != 0, dynamic_ncols=True,
+    todo = [k for k, g in enumerate(groups) if k % world == rank and not set(g) <= done]
+    bar = tqdm(total=n, initial=len(done), unit='slice', desc=desc, disable=not progress or rank != 0, dynamic_ncols=True,
                mininterval=progress_interval())
     computed = 0
     try:
-        for g in todo:
-            lr = torch.stack([torch.from_numpy(scaling.forward(reader.slice(z, axis))) for z in g])[:, None]
-            if simulate_lr: lr = degrade(lr, scale)
-            gen = torch.Generator(model.device).manual_seed(_slice_seed(seed, g[0]))
-            res = super_resolve(model, lr, scale, tile, overlap, batch_size, generator=gen, **kw)
-            mean, sd = res if kw['mode'] == 'mean' else (res, None)
-            writers[0].write({z: mean[i, 0].cpu().numpy() for i, z in enumerate(g)})
-            if sd is not None: writers[1].write({z: (sd[i, 0].cpu().numpy() * (scaling.high - scaling.low) / 2).astype(np.float32) for i, z in enumerate(g)})
+        for k in todo:
+            g, (mean, sd) = groups[k], compute(k)
+            writers[0].write({z: mean[i].cpu().numpy() for i, z in enumerate(g)})
+            if sd is not None: writers[1].write({z: (sd[i].cpu().numpy() * (scaling.high - scaling.low) / 2).astype(np.float32) for i, z in enumerate(g)})
             computed += len(g)
             if rank == 0: bar.update(len(set.intersection(*[w.done() for w in writers])) - bar.n)   # every rank's progress
     except InputError:   # bad input found late: a partial file this call began is no work to resume, drop it
@@ -352,3 +350,15 @@ def _run_slices(model, reader, writers, plan, scaling, scale, axis, tile, overla
         raise
     finally: bar.close()
     return computed
+
+def _run_slices(model, reader, writers, plan, scaling, scale, axis, tile, overlap, batch_size, simulate_lr, kw, seed, progress, rank, world) -> int:
+    "This rank's slice groups across `axis`, super-resolved in 2D and written; returns how many slices it computed."
+    def compute(k):
+        g = plan['groups'][k]
+        lr = torch.stack([torch.from_numpy(scaling.forward(reader.slice(z, axis))) for z in g])[:, None]
+        if simulate_lr: lr = degrade(lr, scale)
+        gen = torch.Generator(model.device).manual_seed(_slice_seed(seed, g[0]))
+        res = super_resolve(model, lr, scale, tile, overlap, batch_size, generator=gen, **kw)
+        mean, sd = res if kw['mode'] == 'mean' else (res, None)
+        return mean[:, 0], None if sd is None else sd[:, 0]
+    return _run_groups(writers, plan['groups'], compute, scaling, plan['shape'][axis], f'SR x{scale}', progress, rank, world)

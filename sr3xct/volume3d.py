@@ -13,8 +13,8 @@ from .errors import InputError
 from .io import VolumeMeta, IntensityScaling, open_volume
 from .data import degrade3d, upsample3d, cubic_along, default_scaling
 from .infer import (SRModel, refine, as_model, check_mode, predict, _check_tiling, _check_sampling, _check_paths,
-                          _check_job, _model_digest, _slice_seed, _writers)
-from .runtime import Precision, rank_world, barrier, progress_interval
+                          _check_job, _model_digest, _slice_seed, _writers, _run_groups)
+from .runtime import Precision, rank_world, barrier
 
 # %% auto #0
 __all__ = ['ORIENTATIONS', 'predict_planes', 'fidelity_across', 'fidelity3d', 'super_resolve3d', 'slabs', 'isotropic_meta',
@@ -137,29 +137,12 @@ def _plan3d(model:SRModel, reader, inp:Path, scale:int, slab:int, halo:int, simu
 
 # %% ../nbs/08c_volume3d.ipynb #cecca805
 def _run_slabs(model, reader, writers, plan, scaling, scale, simulate_lr, kw, progress, rank, world) -> int:
-    "The loop: this rank's slabs not yet done, super-resolved and written; returns how many HR slices it computed."
-    from tqdm.auto import tqdm
-    done = set.intersection(*[w.done() for w in writers])
-    todo = [k for k, g in enumerate(plan['groups']) if k % world == rank and not set(g) <= done]
-    bar = tqdm(total=plan['shape'][0], initial=len(done), unit='slice', desc=f'SR x{scale} 3D', disable=not progress or rank != 0,
-               dynamic_ncols=True, mininterval=progress_interval())
-    computed = 0
-    try:
-        for k in todo:
-            (lo, hi, a, b), g = plan['windows'][k], plan['groups'][k]
-            lr = _read_lr(reader, a, b, scale, simulate_lr, scaling)
-            res = super_resolve3d(model, lr, scale, keep=slice(lo - a, hi - a), first=g[0], **kw)
-            mean, sd = res if kw['mode'] == 'mean' else (res, None)
-            writers[0].write({z: mean[i].cpu().numpy() for i, z in enumerate(g)})
-            if sd is not None: writers[1].write({z: (sd[i].cpu().numpy() * (scaling.high - scaling.low) / 2).astype(np.float32) for i, z in enumerate(g)})
-            computed += len(g)
-            if rank == 0: bar.update(len(set.intersection(*[w.done() for w in writers])) - bar.n)   # every rank's progress
-    except InputError:   # bad input found late: a partial file this call began is no work to resume, drop it
-        for w in writers:
-            if rank == 0 and w.fresh: w.discard()
-        raise
-    finally: bar.close()
-    return computed
+    "This rank's slabs not yet done, super-resolved (isotropic) and written; returns how many HR slices it computed."
+    def compute(k):
+        (lo, hi, a, b), g = plan['windows'][k], plan['groups'][k]
+        res = super_resolve3d(model, _read_lr(reader, a, b, scale, simulate_lr, scaling), scale, keep=slice(lo - a, hi - a), first=g[0], **kw)
+        return res if kw['mode'] == 'mean' else (res, None)
+    return _run_groups(writers, plan['groups'], compute, scaling, plan['shape'][0], f'SR x{scale} 3D', progress, rank, world)
 
 def super_resolve_volume3d(model, # an `SRModel` (or a bare `GaussianDiffusion`), on the device to use
                            input, # LR volume: a TIFF stack or a folder of slice TIFFs

@@ -1,9 +1,8 @@
 "Nothing of the user's is lost: existing outputs are refused without --overwrite, a run folder holds one run at a time."
-import contextlib, io, os
+import os
 from pathlib import Path
 import pytest
 import torch
-from sr3xct.cli import main
 from sr3xct.config import load_config, build_trainer, lock_run
 from sr3xct.errors import InputError
 from sr3xct.unet import UNet
@@ -12,12 +11,6 @@ from sr3xct.checkpoint import save_checkpoint
 TINY = ['model.inner_channel=8', 'model.norm_groups=4', 'model.channel_mults=[1,2]', 'model.attn_res=[8]', 'model.image_size=16',
         'data.patch=16', 'data.synthetic_shape=[8,32,32]', 'data.axes=[0]', 'data.length=8', 'data.batch_size=2', 'train.n_iter=2',
         'log.val_freq=0', 'log.save_freq=2', 'log.tensorboard=false', 'log.progress=false', 'train.threads=1']
-
-
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def snapshot(folder:Path) -> dict:
@@ -78,6 +71,7 @@ import tifffile
 import yaml
 from unittest import mock
 from sr3xct.io import VolumeMeta, write_volume, read_volume
+from cli_helpers import run
 
 UNET = dict(inner_channel=8, norm_groups=4, channel_mults=[1, 2], attn_res=[], res_blocks=1, image_size=32, use_cross_attn=False)
 

@@ -1,5 +1,5 @@
 "`sr3xct infer` and `sr3xct eval` on the command line: outputs, exit status 2 with one line for bad input, nothing left behind."
-import contextlib, io, os, subprocess, sys
+import os, subprocess, sys
 import numpy as np
 import pytest
 import torch
@@ -8,16 +8,9 @@ from sr3xct.io import VolumeMeta, write_volume, read_volume, IntensityScaling
 from sr3xct.unet import UNet
 from sr3xct.checkpoint import save_checkpoint
 from sr3xct.data import sandstone, degrade
-from sr3xct.cli import main
+from cli_helpers import run
 
 TINY = dict(inner_channel=8, norm_groups=4, channel_mults=[1, 2], attn_res=[], res_blocks=1, image_size=32, use_cross_attn=False)
-
-
-def run(*argv):
-    "(exit status, stdout, stderr) of `sr3xct ARGV`."
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

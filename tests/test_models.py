@@ -1,9 +1,7 @@
 "Predict-and-refine models end to end: the packaged weights, `sr3xct infer --mode`, `sr3xct models`, `train --init`, the array API."
-import contextlib, io, json
 import numpy as np
 import pytest
 import torch
-from sr3xct.cli import main
 from sr3xct.errors import InputError
 from sr3xct.data import sandstone
 from sr3xct.demo import lr_of, soil_test
@@ -14,12 +12,7 @@ from sr3xct.infer import SRModel
 from sr3xct.predictor import Predictor
 from sr3xct.unet import UNet
 from sr3xct.diffusion import GaussianDiffusion
-
-
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
+from cli_helpers import run
 
 
 @pytest.fixture(autouse=True)

@@ -1,23 +1,16 @@
 "SR3-XCT models (the seed project's `I{iter}_E{epoch}_gen.safetensors` and its YAML): reproduced, run, converted, fine-tuned."
-import contextlib, io
 import numpy as np
 import pytest
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
-from sr3xct.cli import main
 from sr3xct.data import sandstone
 from sr3xct.demo import lr_of
 from sr3xct.diffusion import p_mean, SCHEDULES
-from sr3xct.errors import InputError
+from sr3xct.infer import super_resolve
 from sr3xct.io import VolumeMeta, write_volume, read_volume
 from sr3xct.models import load_diffusion, load_model
-
-
-def run(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
+from cli_helpers import run
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +67,6 @@ def test_every_schedule_builds_and_samples(seed, tmp_path):
         cfg['model']['beta_schedule']['val'] = {'schedule': kind, 'n_timestep': 100, 'linear_start': 1e-4, 'linear_end': 2e-2}
         (tmp_path / f'{kind}.yaml').write_text(yaml.safe_dump(cfg))
         m = load_model(seed / 'I2000_E8', model_config=tmp_path / f'{kind}.yaml')
-        from sr3xct.infer import super_resolve
         sr = super_resolve(m, lr, 4, steps=3, generator=torch.Generator().manual_seed(0), mode='realism', tile=16, overlap=0)
         assert sr.shape == (1, 1, 16, 16) and torch.isfinite(sr).all(), kind
 

@@ -1,9 +1,7 @@
 "`sr3xct infer` on volumes: isotropic by default (shapes, voxel sizes, the in-memory result), `--in-plane`, `--simulate-lr`, 2D inputs unchanged, bad input one line."
-import contextlib, io
 import numpy as np
 import pytest
 import torch
-from sr3xct.cli import main
 from sr3xct.data import degrade3d
 from sr3xct.diffusion import GaussianDiffusion
 from sr3xct.infer import SRModel
@@ -12,15 +10,9 @@ from sr3xct.models import save_model, load_model
 from sr3xct.predictor import Predictor
 from sr3xct.unet import UNet
 from sr3xct.volume3d import fidelity3d
+from cli_helpers import run
 
 SC = IntensityScaling.from_dtype('uint8')
-
-
-def run(*argv):
-    "(exit status, stdout, stderr) of `sr3xct ARGV`."
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
