@@ -183,11 +183,11 @@ def _infer_threads(n:int|None):
     set_threads(n)
 
 # %% ../nbs/11_cli.ipynb #caaa7b6e
-def _load_infer_model(args, cfg, device, model_config:str|None):
-    "The model of `sr3xct infer` on `device`, and the scale it super-resolves by."
+def _load_infer_model(args, cfg, device, model_config:str|None, iso:bool=False):
+    "The model of `sr3xct infer` on `device` (the packaged isotropic one for `iso` when it ships), and the scale it super-resolves by."
     from sr3xct.models import load_model
     scale = cfg.scale or (None if args.checkpoint else 4)
-    model = load_model(args.checkpoint, scale, device, cfg.use_ema, model_config)
+    model = load_model(args.checkpoint, scale, device, cfg.use_ema, model_config, isotropic=iso)
     scale = model.scale or scale
     if scale is None: raise InputError(args.checkpoint, 'the checkpoint records no scale: give --scale')
     return model, scale
@@ -233,8 +233,8 @@ def run_infer(args) -> int:
     rank, world, local = init_distributed()
     ok = False
     try:
-        model, scale = _load_infer_model(args, cfg, pick_device(cfg.device, local), model_config)
         iso = _isotropic(args)
+        model, scale = _load_infer_model(args, cfg, pick_device(cfg.device, local), model_config, iso)
         kw = _infer_kwargs(args, cfg)
         res = super_resolve_volume3d(model, args.input, args.output, scale, slab=args.slab, **kw) if iso else \
               super_resolve_volume(model, args.input, args.output, scale, axis=args.axis or 0, **kw)
@@ -256,7 +256,7 @@ def _add_infer(sub):
 def _model_line(name:str, m:dict) -> str:
     "One line of `sr3xct models`: name, scale, file size and the model card's summary."
     summary = next((l[2:].strip() for l in (m['card'].read_text().splitlines() if m['card'] else []) if l.startswith('> ')), '')
-    return f"{name}  x{m['scale']}  {m['path'].stat().st_size / 1e6:.1f} MB  {summary}"
+    return f"{name}  x{m['scale']}  {'isotropic 3D' if m.get('isotropic') else 'in-plane'}  {m['path'].stat().st_size / 1e6:.1f} MB  {summary}"
 
 # %% ../nbs/11_cli.ipynb #77f8f9f1
 def run_models(args) -> int:

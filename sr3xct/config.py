@@ -85,6 +85,7 @@ class DataConfig:
     patch: int = 256
     scale: int = 8
     axes: list[int] = field(default_factory=lambda: [0])
+    degradation: Literal['2d', '3d'] = '2d'  # LR of a plane: its block average (2d), or that plane of the 3D block-averaged volume (3d; volumes only)
     length: int = 100_000            # patches per epoch (random crops are drawn per index)
     batch_size: int = 4
     num_workers: int = 0
@@ -134,7 +135,7 @@ class TrainConfig:
     "A whole training run."
     name: str = 'sr3xct'
     stage: Literal['diffusion', 'predictor'] = 'diffusion'  # what is trained: the SR3 refiner or the predictor P(LR)
-    init: str | None = None          # start from a model: 'x4' (packaged), a model file or a checkpoint (its networks and weights)
+    init: str | None = None          # start from a model: 'x4', 'x4_3d' (packaged), a model file or a checkpoint (its networks and weights)
     init_config: str | None = None   # the YAML describing `init` when it records no model (SR3 / SR3-XCT pairs: their YAML)
     init_cross_attn: bool = False    # with `init`: add cross-attention (starting at zero) to a network that has none
     seed: int = 0
@@ -416,6 +417,7 @@ def build_dataset(cfg:DataConfig, seed:int=0, val:bool=False, where:str='config'
     if cfg.patch % cfg.scale: raise InputError(f"{where}: data.patch {cfg.patch} is not a multiple of data.scale {cfg.scale}")
     if cfg.source == 'folder':
         if len(paths) != 1: raise InputError(f"{where}: data.source folder needs exactly one path in data.paths, got {len(paths)}")
+        if cfg.degradation == '3d': raise InputError(f"{where}: data.degradation 3d needs volumes; a folder holds its own LR images")
         return PairedFolderDataset(paths[0], cfg.patch // cfg.scale, cfg.patch, augment=aug, seed=seed, split=split)
     axes, hold = tuple(cfg.axes), 0.0
     if cfg.source == 'synthetic': vols = [synthetic_soil(tuple(cfg.synthetic_shape), seed=seed)]   # val: another seed
@@ -426,7 +428,7 @@ def build_dataset(cfg:DataConfig, seed:int=0, val:bool=False, where:str='config'
         hold = cfg.val_fraction
         if val and hold: axes = (0,)   # the held-out block is thin: its z slices only
     return VolumePatchDataset(vols, patch=cfg.patch, scale=cfg.scale, axes=axes, length=cfg.length,
-                              seed=seed, augment=aug, split=split, holdout=hold)
+                              seed=seed, augment=aug, split=split, holdout=hold, degradation=cfg.degradation)
 
 def val_batch(ds, n:int):
     "The first `n` items of `ds`, stacked into one batch `(lr, condition, hr)`."
@@ -435,12 +437,12 @@ def val_batch(ds, n:int):
 
 # %% ../nbs/10_config.ipynb #985d799e
 def load_init(cfg:TrainConfig, where:str='config'):
-    "The `SRModel` named by `cfg.init` ('x2', 'x4', 'x8': the packaged model), checked against the stage and scale."
-    from sr3xct.models import load_model
-    packaged = cfg.init in ('x2', 'x4', 'x8')
-    if packaged and int(cfg.init[1:]) != cfg.data.scale:
-        raise InputError(f"{where}: init {cfg.init} is not data.scale {cfg.data.scale}")
-    m = load_model(None if packaged else cfg.init, cfg.data.scale, model_config=cfg.init_config, phase='train')
+    "The `SRModel` named by `cfg.init` (a packaged model's name: 'x4', 'x4_3d', ...; or a file), checked against the stage and scale."
+    from sr3xct.models import load_model, packaged_path
+    name = None if Path(cfg.init).exists() else re.fullmatch(r'x(\d+)(_3d)?', cfg.init)   # a packaged model's name
+    if name and int(name[1]) != cfg.data.scale: raise InputError(f"{where}: init {cfg.init} is not data.scale {cfg.data.scale}")
+    path = packaged_path(cfg.data.scale, bool(name[2])) if name else cfg.init
+    m = load_model(path, cfg.data.scale, model_config=cfg.init_config, phase='train')
     need = m.predictor if cfg.stage == 'predictor' else m.diffusion
     if need is None: raise InputError(cfg.init, f"has no {'predictor' if cfg.stage == 'predictor' else 'diffusion'} network to fine-tune (init in {where})")
     return m
@@ -488,8 +490,9 @@ def build_model(cfg:TrainConfig, where:str='config') -> tuple:
 # %% ../nbs/10_config.ipynb #8dd228e3
 def constructors(cfg:TrainConfig, net, diffusion=None, base=None) -> dict:
     "What rebuilds the trained objects, saved beside the weights in every checkpoint."
-    if diffusion is None: return {'predictor': dict(net.config), 'scale': cfg.data.scale}
-    out = {'unet': dict(net.config), 'diffusion': dict(diffusion.config), 'scale': cfg.data.scale, 'sampling': {'start': cfg.val.start}}
+    if diffusion is None: return {'predictor': dict(net.config), 'scale': cfg.data.scale, 'degradation': cfg.data.degradation}
+    out = {'unet': dict(net.config), 'diffusion': dict(diffusion.config), 'scale': cfg.data.scale, 'sampling': {'start': cfg.val.start},
+           'degradation': cfg.data.degradation}
     if base is not None: out['base'] = {'predictor': dict(base.config), 'weights': base.state_dict()}
     return out
 

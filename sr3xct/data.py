@@ -276,11 +276,23 @@ def _plane_shape(shape:tuple, axis:int) -> tuple:
     Z, Y, X = shape
     return {0: (Z, Y, X), 1: (Y, Z, X), 2: (X, Z, Y)}[axis]
 
+def _planes(v:np.ndarray, axis:int) -> np.ndarray:
+    "`v` viewed as its stack of planes across `axis`: (slices, height, width) as `_plane_shape` says (a view)."
+    return v.transpose({0: (0, 1, 2), 1: (1, 0, 2), 2: (2, 0, 1)}[axis])
+
 def _cut(v:np.ndarray, p:int, axis:int, s:int, y:int, x:int) -> np.ndarray:
     "The (p, p) patch at (y, x) of slice `s` along `axis` (a view)."
-    if axis == 0: return v[s, y:y + p, x:x + p]
-    if axis == 1: return v[y:y + p, s, x:x + p]
-    return v[y:y + p, x:x + p, s]
+    return _planes(v, axis)[s, y:y + p, x:x + p]
+
+def _lr_plane3d(v:np.ndarray, p:int, axis:int, s:int, y:int, x:int, scale:int, scaling) -> np.ndarray:
+    """The LR plane a 3D-degraded volume gives for HR plane `s` across `axis`: the `scale`^3 block average of the
+    HR block the cubic along `axis` reads (LR slices j-2..j+2 of j = s // scale), cubic-upsampled along `axis`, at `s`.
+    Equal to that plane of `cubic_along(degrade3d(whole volume), scale, axis)` when the block grid starts at (y, x)."""
+    n = _plane_shape(v.shape, axis)[0] // scale
+    j = s // scale
+    lo, hi = max(j - 2, 0), min(j + 3, n)
+    block = torch.from_numpy(scaling.forward(_planes(v, axis)[lo * scale:hi * scale, y:y + p, x:x + p]))
+    return cubic_along(degrade3d(block, scale), scale, 0)[s - lo * scale].clamp(-1, 1).numpy()
 
 def _item_rng(seed:int, index:int, epoch:int=0) -> np.random.Generator:
     "The generator of item `index` in `epoch`: independent streams for each (seed, index, epoch)."
@@ -314,13 +326,14 @@ class VolumePatchDataset(Dataset):
     def __init__(self, volumes, # (Z, Y, X) arrays (memory maps welcome) or TIFF paths; one or a list
                  patch:int=256, # HR patch size (a multiple of `scale`)
                  scale:int=8, # degradation factor: 2, 4 or 8
-                 axes=(0,), # slicing axes to draw from: 0 (z slices), 1, 2
+                 axes=(0,), # slicing axes to draw from: 0 (z slices), 1, 2 (a volume's planes smaller than `patch` are skipped)
                  length:int=10_000, # items per epoch (each index is its own random patch)
                  seed:int=0, # items depend only on (seed, index)
                  scaling=None, # None (`default_scaling`), 'dtype', 'percentiles', an IntensityScaling or one per volume
                  augment=None, # `augment(lr, condition, hr, generator)`, applied on the train split only
                  split:str='train', # 'train', 'val' or 'test'
                  holdout:float=0.0, # the last fraction of z slices of every volume: never drawn by 'train', only by 'val'/'test'
+                 degradation:str='2d', # '2d': LR = block average of the HR plane; '3d': the plane of the 3D block-averaged volume, cubic across
                 ):
         self.scale, self.patch = _check_scale(scale), int(patch)
         if self.patch < 1 or self.patch % self.scale:
@@ -328,26 +341,37 @@ class VolumePatchDataset(Dataset):
         self.axes = tuple(int(a) for a in (axes if isinstance(axes, (tuple, list)) else (axes,)))
         if not self.axes or any(a not in (0, 1, 2) for a in self.axes): raise InputError('axes', f'must be 0, 1 or 2, got {axes!r}')
         if int(length) < 1: raise InputError('length', f'must be >= 1, got {length!r}')
+        if degradation not in ('2d', '3d'): raise InputError('degradation', f"must be '2d' or '3d', got {degradation!r}")
+        self.degradation = degradation
         self.volumes, self.names = _volumes(volumes)
         self.holdout, split = float(holdout), _check_split(split)
         self.volumes = [_holdout(v, self.holdout, split, n) for v, n in zip(self.volumes, self.names)]   # views: memory maps stay lazy
-        for v, n in zip(self.volumes, self.names): check_patch_size(v.shape, self.patch, n, self.axes)
+        fits = lambda v, a: min(_plane_shape(v.shape, a)[1:]) >= self.patch
+        for v, n in zip(self.volumes, self.names):   # one fitting axis is enough (e.g. (Z, X) planes of a thin volume are skipped)
+            if not any(fits(v, a) for a in self.axes): check_patch_size(v.shape, self.patch, n, self.axes)
+        if degradation == '3d':
+            for v, n in zip(self.volumes, self.names):
+                if min(_plane_shape(v.shape, a)[0] for a in self.axes) < self.scale:
+                    raise InputError(n, f'shape {v.shape}: fewer than scale {self.scale} slices across a plane; a 3D degradation needs a whole LR slice')
         self.scalings = _scalings(scaling, self.volumes, self.names)
         self.length, self.seed, self.augment, self.split = int(length), int(seed), augment, _check_split(split)
         self.epoch = 0   # items are drawn anew each epoch (`set_epoch`), reproducibly from (seed, index, epoch)
         p = self.patch
-        self._cands = [(vi, a) for vi in range(len(self.volumes)) for a in self.axes]
+        self._cands = [(vi, a) for vi in range(len(self.volumes)) for a in self.axes if fits(self.volumes[vi], a)]
         counts = []
         for vi, a in self._cands:
             n, h, w = _plane_shape(self.volumes[vi].shape, a)
-            counts.append(n * (h - p + 1) * (w - p + 1))
+            counts.append(self._slices(n) * (h - p + 1) * (w - p + 1))
         self._p = np.asarray(counts, np.float64) / sum(counts)
 
+    def _slices(self, n:int) -> int:
+        "Planes that may be drawn out of `n`: all (2D), those of whole LR slices (3D: the last `n % scale` have none)."
+        return n if self.degradation == '2d' else n // self.scale * self.scale
     def __len__(self): return self.length
     def set_epoch(self, epoch:int): self.epoch = int(epoch)
     def __repr__(self):
         return (f'{type(self).__name__}({len(self.volumes)} volume(s), patch={self.patch}, scale={self.scale}, '
-                f'axes={self.axes}, length={self.length}, seed={self.seed}, split={self.split!r})')
+                f'axes={self.axes}, length={self.length}, seed={self.seed}, split={self.split!r}, degradation={self.degradation!r})')
 
 # %% ../nbs/01_data.ipynb #f6bcbb6c
 def _index(ds, i:int) -> int:
@@ -361,7 +385,7 @@ def _draw(self:VolumePatchDataset, i:int) -> tuple[dict, np.random.Generator]:
     rng = _item_rng(self.seed, _index(self, i), self.epoch if self.split == 'train' else 0)
     vi, axis = self._cands[int(rng.choice(len(self._cands), p=self._p))]
     n, h, w = _plane_shape(self.volumes[vi].shape, axis)
-    pos = dict(volume=vi, axis=axis, slice=int(rng.integers(n)), y=int(rng.integers(h - self.patch + 1)),
+    pos = dict(volume=vi, axis=axis, slice=int(rng.integers(self._slices(n))), y=int(rng.integers(h - self.patch + 1)),
                x=int(rng.integers(w - self.patch + 1)))
     return pos, rng
 
@@ -379,8 +403,13 @@ def hr_patch(self:VolumePatchDataset, pos:dict) -> np.ndarray:
 def __getitem__(self:VolumePatchDataset, i:int) -> tuple[Tensor, Tensor, Tensor]:
     "`(lr, condition, hr)` of item `i`, each (1, h, w) float32 in [-1, 1]."
     pos, rng = _draw(self, i)
-    hr = torch.from_numpy(self.scalings[pos['volume']].forward(self.hr_patch(pos)))[None]
-    lr, cond = make_pair(hr, self.scale)
+    sc = self.scalings[pos['volume']]
+    hr = torch.from_numpy(sc.forward(self.hr_patch(pos)))[None]
+    if self.degradation == '2d': lr, cond = make_pair(hr, self.scale)
+    else:
+        v, k = self.volumes[pos['volume']], [pos[n] for n in ('axis', 'slice', 'y', 'x')]
+        lr = torch.from_numpy(_lr_plane3d(v, self.patch, *k, self.scale, sc))[None]
+        cond = upsample(lr, self.scale)
     if self.augment is not None and self.split == 'train':
         lr, cond, hr = self.augment(lr, cond, hr, _torch_generator(rng))
     return lr, cond, hr

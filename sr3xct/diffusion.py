@@ -318,9 +318,9 @@ def sample_dpmpp_2m(denoise, x:Tensor, alpha_bars:list, generator=None, callback
 SAMPLERS = {'ddim': sample_ddim, 'ddpm': sample_ddpm, 'dpm++2m': sample_dpmpp_2m}
 
 # %% ../nbs/06_diffusion.ipynb #c2754486
-def _start_noise(diffusion, condition, top:int, generator) -> Tensor:
+def _start_noise(diffusion, condition, top:int, generator, noise:Tensor|None=None) -> Tensor:
     "The starting state: pure noise, or for a truncated start `sqrt(1 - alpha_bar)` noise (x_t of a zero-mean x0)."
-    x = _rand(condition.shape, generator, condition.device, 'randn').to(condition.dtype)
+    x = (_rand(condition.shape, generator, condition.device, 'randn') if noise is None else noise).to(condition.dtype)
     return x if top == diffusion.n_timestep else math.sqrt(1 - float(diffusion.alpha_bar64[top - 1])) * x
 
 @torch.no_grad()
@@ -335,6 +335,7 @@ def sample(diffusion:GaussianDiffusion, # the diffusion with its (eval-mode) net
            clip:bool=True, # clip each x0 estimate to [-1, 1]
            spacing:str='logsnr', # step spacing for `respace`
            start:float=1.0, # where in the schedule to start: 1 = pure noise; < 1 (residual diffusion) = noise of that level
+           noise:Tensor|None=None, # the standard normal starting noise, (n_samples, B, 1, H, W) (None: drawn from `generator`)
           ) -> Tensor|tuple[Tensor, Tensor]: # SR (B, 1, H, W), or (mean, std) when n_samples > 1
     "Super-resolve `condition`: one sample, or the mean and standard deviation of `n_samples`."
     if sampler not in SAMPLERS: raise InputError('sampler', f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
@@ -342,13 +343,16 @@ def sample(diffusion:GaussianDiffusion, # the diffusion with its (eval-mode) net
     if eta < 0: raise InputError('eta', f'must be >= 0, got {eta}')
     if int(n_samples) != n_samples or n_samples < 1: raise InputError('n_samples', f'must be an integer >= 1, got {n_samples!r}')
     if not 0 < start <= 1: raise InputError('start', f'must be in (0, 1], got {start!r}')
+    if noise is not None and tuple(noise.shape) != (int(n_samples), *condition.shape):
+        raise InputError('noise', f'expected shape {(int(n_samples), *condition.shape)} (n_samples, *condition), got {tuple(noise.shape)}')
     top = int(round(start * (diffusion.n_timestep - 1))) + 1
     ts = respace(top, steps, diffusion.alpha_bar64[:top], spacing)
     alpha_bars = [float(diffusion.alpha_bar64[t]) for t in ts] + [1.0]
     cb = None if callback is None else lambda info: callback({**info, 'x0': diffusion.to_image(info['x0'], condition)})
     denoise = denoiser(diffusion, condition, clip)
-    outs = [diffusion.to_image(SAMPLERS[sampler](denoise, _start_noise(diffusion, condition, top, generator), alpha_bars,
-                                                 generator, cb, eta), condition) for _ in range(int(n_samples))]
+    x_start = lambda k: _start_noise(diffusion, condition, top, generator, None if noise is None else noise[k].to(condition.device))
+    outs = [diffusion.to_image(SAMPLERS[sampler](denoise, x_start(k), alpha_bars, generator, cb, eta), condition)
+            for k in range(int(n_samples))]
     if n_samples == 1: return outs[0]
     s = torch.stack(outs)
     return s.mean(0), s.std(0)

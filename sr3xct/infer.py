@@ -53,24 +53,26 @@ def tiled_apply(fn, # maps tiles (N, C, tile, tile) to outputs (N, K, tile, tile
                 tile:int, # tile size (the network's training size)
                 overlap:int=32, # pixels blended between neighbouring tiles
                 batch_size:int=4, # tiles per call of `fn`
+                multiple:int|None=None, # an image smaller than `tile` along an axis is padded to a multiple of this there (None: to `tile`)
                ) -> Tensor: # (B, K, H, W) float32
     "Apply `fn` to overlapping tiles of `images` and blend the outputs with `blend_window` weights."
     _check_tiling(tile, overlap, batch_size)
     if images.ndim != 4: raise InputError('images', f'expected (B, C, H, W), got shape {tuple(images.shape)}')
     B, _, H, W = images.shape
-    ph, pw = max(tile - H, 0), max(tile - W, 0)
+    th, tw = (tile if n >= tile or not multiple else -(-n // multiple) * multiple for n in (H, W))   # tiles as large as needed
+    ph, pw = max(th - H, 0), max(tw - W, 0)
     x = F.pad(images, (0, pw, 0, ph), mode='replicate') if ph or pw else images
     Hp, Wp = x.shape[-2:]
-    boxes = [(b, y, x0) for b in range(B) for y in tile_starts(Hp, tile, overlap) for x0 in tile_starts(Wp, tile, overlap)]
-    w = blend_window(tile, overlap).to(x.device)
+    boxes = [(b, y, x0) for b in range(B) for y in tile_starts(Hp, th, overlap) for x0 in tile_starts(Wp, tw, overlap)]
+    w = blend_window(tile, overlap)[:th, :tw].to(x.device)   # > 0 everywhere: a lone tile along an axis is not weighted
     acc, wsum = None, torch.zeros(B, 1, Hp, Wp, device=x.device)
     for i in range(0, len(boxes), batch_size):
         chunk = boxes[i:i + batch_size]
-        out = fn(torch.stack([x[b, :, y:y + tile, x0:x0 + tile] for b, y, x0 in chunk])).float()
+        out = fn(torch.stack([x[b, :, y:y + th, x0:x0 + tw] for b, y, x0 in chunk])).float()
         if acc is None: acc = torch.zeros(B, out.shape[1], Hp, Wp, device=x.device)
         for o, (b, y, x0) in zip(out, chunk):
-            acc[b, :, y:y + tile, x0:x0 + tile] += w * o
-            wsum[b, :, y:y + tile, x0:x0 + tile] += w
+            acc[b, :, y:y + th, x0:x0 + tw] += w * o
+            wsum[b, :, y:y + th, x0:x0 + tw] += w
     return (acc / wsum)[..., :H, :W]
 
 # %% ../nbs/08_infer.ipynb #d1704e05
@@ -94,6 +96,7 @@ class SRModel:
     info:dict = field(default_factory=dict) # where it came from (path, format, weights)
     start:float = 1.0 # where the refiner's sampler starts (1: pure noise; predict-and-refine models record theirs)
     tile:int|None = None # the refiner's HR tile (None: its training size; the network is convolutional, larger tiles are faster)
+    degradation:str = '2d' # the LR it was trained on: '2d' (block average of a plane) or '3d' (planes of a 3D block-averaged volume)
 
     @property
     def modes(self) -> tuple: return tuple(m for m in MODES if (self.predictor if m == 'fidelity' else self.diffusion) is not None)
@@ -163,7 +166,8 @@ class TiledDenoiser:
         "The blended noise prediction for the whole images (one noise level for all of them)."
         g = gamma.reshape(-1)[:1]
         fn = lambda tiles: self.diffusion.eps(tiles[:, :1], tiles[:, 1:], g.expand(len(tiles)).reshape(-1, 1))
-        return tiled_apply(fn, torch.cat([condition, x_t], 1), self.tile, self.overlap, self.batch_size).to(x_t.dtype)
+        stride = 2 ** (len(self.diffusion.model.config.get('channel_mults', [1])) - 1)   # what the UNet's sizes must divide by
+        return tiled_apply(fn, torch.cat([condition, x_t], 1), self.tile, self.overlap, self.batch_size, stride).to(x_t.dtype)
 
 # %% ../nbs/08_infer.ipynb #2704ee35
 def refine(model:SRModel, # with a diffusion

@@ -13,9 +13,9 @@ from .losses import ssim_map
 
 # %% auto #0
 __all__ = ['METRICS', 'check_image', 'check_same', 'psnr', 'ssim', 'otsu_threshold', 'pore_mask', 'porosity', 'local_thickness',
-           'pore_size_distribution', 'default_r_max', 'two_point_correlation', 'specific_surface_area',
-           'euler_characteristic', 'plane_psnr', 'hf_power_fraction', 'isotropy', 'bicubic_upsample',
-           'tricubic_upsample', 'upsample_baseline', 'compare', 'to_markdown']
+           'pore_size_distribution', 'default_r_max', 'two_point_correlation', 'two_point_along',
+           'specific_surface_area', 'euler_characteristic', 'plane_psnr', 'hf_power_fraction', 'isotropy',
+           'bicubic_upsample', 'tricubic_upsample', 'upsample_baseline', 'compare', 'to_markdown']
 
 # %% ../nbs/04_metrics.ipynb #9c7841c4
 def check_image(a, # a 2D image or a 3D volume
@@ -190,6 +190,20 @@ def two_point_correlation(image, threshold:float|None=None, pore:str='dark',
     phi = float(m.mean())
     return {'r': np.arange(r_max + 1), 's2': s2, 'porosity': phi, 'correlation_length': _corr_length(s2, phi)}
 
+def two_point_along(image, axis:int, # lags along this axis only
+                    threshold:float|None=None, pore:str='dark',
+                    r_max:int|None=None) -> dict: # largest lag (voxels); default `default_r_max`, below the axis' length
+    "Pore-pore two-point probability for lags along one axis, S2(r) = P(x and x + r along `axis` both pore): `{'r', 's2', 'porosity', 'correlation_length'}`."
+    m = pore_mask(image, threshold, pore)
+    if not -m.ndim <= axis < m.ndim: raise InputError('axis', f'must be in 0..{m.ndim - 1}, got {axis!r}')
+    n = m.shape[axis]
+    r_max = min(default_r_max(m.shape), n - 1) if r_max is None else int(r_max)
+    if not 0 < r_max < n: raise InputError('r_max', f'must be in 1..{n - 1} along axis {axis}, got {r_max}')
+    a = np.moveaxis(m, axis, 0)
+    s2 = np.array([a.mean()] + [np.count_nonzero(a[:-r] & a[r:]) / a[r:].size for r in range(1, r_max + 1)])
+    phi = float(m.mean())
+    return {'r': np.arange(r_max + 1), 's2': s2, 'porosity': phi, 'correlation_length': _corr_length(s2, phi)}
+
 def _corr_length(s2:np.ndarray, phi:float) -> float:
     if phi in (0.0, 1.0): return float('nan')
     f = (s2 - phi ** 2) / (phi - phi ** 2)
@@ -333,8 +347,16 @@ def compare(sr, # super-resolved image/volume
         for k, v in _soil(img, t, pore, voxel_size).items(): rows[k][c] = v
     out = {'columns': list(imgs), 'metrics': rows, 'threshold': t, 'data_range': dr, 'scale': scale,
            'pore': pore, 'voxel_size': voxel_size, 'shape': tuple(hr.shape), 'r_max': default_r_max(hr.shape)}
-    if hr.ndim == 3 and min(hr.shape) >= 4: out['isotropy'] = {c: isotropy(img, hr, dr) for c, img in imgs.items() if c != 'hr'}
+    if hr.ndim == 3 and min(hr.shape) >= 4:
+        lengths = {c: _axis_lengths(img, t, pore, voxel_size) for c, img in imgs.items()}
+        out['isotropy'] = {c: {**isotropy(img, hr, dr), **{f'corr_{k}_{n}': v for n in ('sr', 'hr') for k, v in lengths[c if n == 'sr' else 'hr'].items()}}
+                           for c, img in imgs.items() if c != 'hr'}
     return out
+
+def _axis_lengths(img:np.ndarray, t:float, pore:str, voxel_size:float) -> dict:
+    "Correlation length of the pores along Z, Y and X (`two_point_along`)."
+    m = pore_mask(img, t, pore)
+    return {k: two_point_along(m, a)['correlation_length'] * voxel_size for a, k in enumerate('zyx')}
 
 # %% ../nbs/04_metrics.ipynb #5f8a1d21
 def _fmt(v, digits:int) -> str:
@@ -356,10 +378,12 @@ def _isotropy_markdown(table:dict, digits:int) -> str:
     iso = table.get('isotropy')
     if not iso: return ''
     cols = list(iso)
+    first = next(iter(iso.values()))
     rows = {'PSNR on (Y, X) planes': 'psnr_yx', 'PSNR on (Z, X) planes': 'psnr_zx', 'PSNR on (Z, Y) planes': 'psnr_zy',
-            'HF power ratio Z/X (HR: {:.3g})'.format(next(iter(iso.values()))['hf_ratio_zx_hr']): 'hf_ratio_zx_sr'}
+            'HF power ratio Z/X (HR: {:.3g})'.format(first['hf_ratio_zx_hr']): 'hf_ratio_zx_sr'}
+    rows.update({f"correlation length along {k.upper()} (HR: {_fmt(first.get(f'corr_{k}_hr'), 3)})": f'corr_{k}_sr' for k in 'zyx'})
     lines = ['', '| isotropy | ' + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
-    lines += [f'| {name} | ' + ' | '.join(_fmt(iso[c][k], digits) for c in cols) + ' |' for name, k in rows.items()]
+    lines += [f'| {name} | ' + ' | '.join(_fmt(iso[c].get(k), digits) for c in cols) + ' |' for name, k in rows.items()]
     return '\n'.join(lines) + '\n'
 
 def _notes(table:dict) -> str:

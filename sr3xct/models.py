@@ -4,6 +4,7 @@
 
 # %% ../nbs/08b_models.ipynb #7abe500b
 from __future__ import annotations
+import re
 from importlib import resources
 from pathlib import Path
 import numpy as np
@@ -49,23 +50,29 @@ def model_from_parts(constructors:dict, # {'predictor': config, 'unet': config, 
     scale = constructors.get('scale', pred.config['scale'] if pred is not None else None)
     sampling = constructors.get('sampling') or {}
     tile = int(sampling['tile']) if sampling.get('tile') else None
-    return SRModel(int(scale) if scale is not None else None, pred, diff, {'path': str(path)}, float(sampling.get('start', 1.0)), tile)
+    deg = constructors.get('degradation', '2d')
+    if deg not in ('2d', '3d'): raise InputError(path, f"its degradation is {deg!r}, expected '2d' or '3d'")
+    return SRModel(int(scale) if scale is not None else None, pred, diff, {'path': str(path)}, float(sampling.get('start', 1.0)), tile, deg)
 
 # %% ../nbs/08b_models.ipynb #be0ce3d2
 def packaged_models() -> dict:
-    "`{'x4': {'scale': 4, 'path': Path, 'card': Path}}` for every packaged pretrained model."
+    "`{'x4': {'scale': 4, 'isotropic': False, 'path': Path, 'card': Path}, 'x4_3d': ...}` for every packaged pretrained model."
     folder = resources.files('sr3xct') / 'pretrained'
     out = {}
     if not folder.is_dir(): return out
     for f in sorted(folder.iterdir(), key=lambda p: p.name):
-        if f.name.startswith('x') and f.name.endswith('.safetensors') and f.name[1:-12].isdigit():
-            s = int(f.name[1:-12]); card = folder / f'x{s}.md'
-            out[f'x{s}'] = {'scale': s, 'path': Path(str(f)), 'card': Path(str(card)) if card.is_file() else None}
+        m = re.fullmatch(r'x(\d+)(_3d)?\.safetensors', f.name)
+        if m:
+            name = f.name[:-12]; card = folder / f'{name}.md'
+            out[name] = {'scale': int(m[1]), 'isotropic': bool(m[2]), 'path': Path(str(f)), 'card': Path(str(card)) if card.is_file() else None}
     return out
 
-def packaged_path(scale:int) -> Path:
+def packaged_path(scale:int, # the factor
+                  isotropic:bool=False, # for volumes super-resolved on all three axes: `x{scale}_3d` when it ships
+                 ) -> Path:
     "The packaged model file for `scale`, or an `InputError` listing what ships."
     found = packaged_models()
+    if isotropic and f'x{scale}_3d' in found: return found[f'x{scale}_3d']['path']
     if f'x{scale}' not in found:
         raise InputError('scale', f"no packaged model for x{scale} (packaged: {', '.join(found) or 'none'}); "
                                   'give --checkpoint, or train one (sr3xct train)')
@@ -106,11 +113,12 @@ def load_model(checkpoint=None, # None (the packaged model), a model file, an sr
                use_ema:bool=True, # a checkpoint's EMA weights when it has them
                model_config=None, # for a checkpoint that records no model: its YAML (SR3 / SR3-XCT, or an sr3xct training config) or a constructors dict
                phase:str='val', # the schedule of an SR3 YAML: 'val' (inference) or 'train' (fine-tuning)
+               isotropic:bool=False, # no checkpoint: the packaged model for isotropic 3D (`x{scale}_3d`) when it ships
               ) -> SRModel:
     "An `SRModel` from any source (see the table above), eval mode, on `device`."
     if checkpoint is None:
         if scale is None: raise InputError('scale', 'give the scale of the packaged model to use (2, 4 or 8), or a checkpoint')
-        checkpoint = packaged_path(scale)
+        checkpoint = packaged_path(scale, isotropic)
     path = Path(checkpoint)
     if _is_model_file(path):
         mf = load_model_file(path)
@@ -145,7 +153,7 @@ def save_model(model:SRModel, # what to save (its networks' current weights)
                path, # the .safetensors file
               ) -> Path:
     "Write `model` as a weights-only model file (what the packaged models are)."
-    weights, cons = {}, {'scale': model.scale, 'sampling': {'start': model.start, 'tile': model.tile}}
+    weights, cons = {}, {'scale': model.scale, 'sampling': {'start': model.start, 'tile': model.tile}, 'degradation': model.degradation}
     if model.predictor is not None: weights['predictor'], cons['predictor'] = model.predictor.state_dict(), model.predictor.config
     if model.diffusion is not None:
         weights['unet'], cons['unet'], cons['diffusion'] = model.diffusion.model.state_dict(), model.diffusion.model.config, model.diffusion.config

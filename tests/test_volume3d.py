@@ -104,3 +104,18 @@ def test_bad_input_is_one_line(t, extra, message):
     rc, _, err = infer(t, 'lr.tif', 'x.tif', *extra)
     assert rc == 2 and message in err and err.count('\n') == 1, err
     assert not (t / 'x.tif').exists() and not list(t.glob('.x.tif*'))
+
+
+def test_torchrun_two_processes_match_one_isotropic(t):
+    "`torchrun --nproc_per_node 2 -m sr3xct.cli infer` on a volume (realism, slabs of 1 LR slice): the ranks take slabs in turn; the file equals one process's."
+    import os, subprocess, sys
+    args = lambda out: ['infer', '--checkpoint', t / 'tiny.safetensors', '--input', t / 'lr.tif', '--output', t / out, '--no-progress',
+                        '--threads', '1', '--precision', 'fp32', '--overlap', '8', '--mode', 'realism', '--steps', '2', '--slab', '1']
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    r = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m', 'sr3xct.cli',
+                        *map(str, args('ddp.tif'))], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rc, _, err = run(*args('one.tif'))
+    assert rc == 0, err
+    assert (t / 'ddp.tif').read_bytes() == (t / 'one.tif').read_bytes()
+    assert not list(t.glob('.ddp*'))
