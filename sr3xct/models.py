@@ -168,15 +168,18 @@ def super_resolve_array(array:np.ndarray, # a 2D image (Y, X) or a stack of slic
                         steps:int=20, # sampling steps (realism, mean)
                         seed:int=0, # sampling seed
                         device='cpu',
+                        isotropic:bool=False, # a (Z, Y, X) volume made `scale` times finer along Z too (`sr3xct.volume3d`; packaged: x{scale}_3d)
                        ) -> np.ndarray|tuple[np.ndarray, np.ndarray]: # SR in the input's dtype (mode 'mean': and its std, float32)
     "Super-resolve a numpy image or stack of slices in memory; the result has the input's dtype."
     from sr3xct.io import check_finite
     from sr3xct.data import default_scaling
     a = np.asarray(array)
     if a.ndim not in (2, 3): raise InputError('array', f'expected a 2D image or a (Z, Y, X) stack, got shape {a.shape}')
+    if isotropic and a.ndim != 3: raise InputError('array', f'isotropic SR needs a (Z, Y, X) volume, got shape {a.shape}')
     check_finite(a, 'array')
-    model = load_model(checkpoint, scale, device) if not isinstance(checkpoint, SRModel) else checkpoint
+    model = load_model(checkpoint, scale, device, isotropic=isotropic) if not isinstance(checkpoint, SRModel) else checkpoint
     sc = default_scaling(a.reshape(-1, *a.shape[-2:]), 'array')
+    if isotropic: return _isotropic_array(model, a, sc, scale, mode, n_samples, steps, seed)
     x = torch.from_numpy(sc.forward(a.reshape(-1, *a.shape[-2:])))[:, None]
     g = torch.Generator(model.device).manual_seed(seed)
     out = super_resolve(model, x, scale, steps=steps, n_samples=n_samples if mode == 'mean' else 1, generator=g, mode=mode)
@@ -184,3 +187,11 @@ def super_resolve_array(array:np.ndarray, # a 2D image (Y, X) or a stack of slic
     res = sc.inverse(sr[:, 0].cpu().numpy()).reshape(*a.shape[:-2], *sr.shape[-2:])
     if sd is None: return res
     return res, (sd[:, 0].cpu().numpy() * (sc.high - sc.low) / 2).astype(np.float32).reshape(res.shape)
+
+def _isotropic_array(model:SRModel, a:np.ndarray, sc, scale:int, mode:str, n_samples:int, steps:int, seed:int):
+    "`super_resolve_array` on all three axes (in memory: `sr3xct.volume3d.super_resolve3d`)."
+    from sr3xct.volume3d import super_resolve3d
+    out = super_resolve3d(model, torch.from_numpy(sc.forward(a)), scale, mode, seed=seed, steps=steps, n_samples=n_samples if mode == 'mean' else 1)
+    sr, sd = out if mode == 'mean' else (out, None)
+    res = sc.inverse(sr.cpu().numpy())
+    return res if sd is None else (res, (sd.cpu().numpy() * (sc.high - sc.low) / 2).astype(np.float32))

@@ -267,6 +267,10 @@ def test_compare_3d_volume(vol):
     metrics_table = md.split('\n\n')[0]
     assert metrics_table.count('\n|') == len(M.METRICS) + 1 and '| psnr |' in md
     assert set(tab['isotropy']) == {'bicubic', 'sr'} and '| PSNR on (Z, X) planes |' in md   # a volume: the isotropy table too
+    mask = M.pore_mask(hr, tab['threshold'])
+    for k, a in zip('zyx', range(3)):   # the pores' correlation length along each axis, of SR and of HR
+        assert '| correlation length along ' + k.upper() in md
+        assert tab['isotropy']['sr'][f'corr_{k}_hr'] == pytest.approx(M.two_point_along(mask, a)['correlation_length'], nan_ok=True)
 
 
 @pytest.mark.parametrize('case,match', [

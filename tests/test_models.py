@@ -118,6 +118,17 @@ def test_array_api_keeps_dtype(tiny):
     with pytest.raises(InputError, match='array: .*NaN'): super_resolve_array(np.full((4, 4), np.nan, np.float32), 4, checkpoint=m)
 
 
+def test_array_api_isotropic(tiny):
+    "`isotropic=True`: a volume comes back `scale` times finer on all three axes, in its dtype; the same as `super_resolve3d`."
+    m = load_model(tiny / 'tiny.safetensors')
+    a = (np.random.default_rng(0).random((3, 5, 6)) * 255).astype(np.uint8)
+    out = super_resolve_array(a, 4, 'fidelity', checkpoint=m, isotropic=True)
+    assert out.shape == (12, 20, 24) and out.dtype == np.uint8
+    mean, sd = super_resolve_array(a, 4, 'mean', checkpoint=m, isotropic=True, n_samples=2, steps=2)
+    assert mean.shape == sd.shape == (12, 20, 24) and sd.dtype == np.float32 and (sd >= 0).all()
+    with pytest.raises(InputError, match='isotropic SR needs a'): super_resolve_array(a[0], 4, checkpoint=m, isotropic=True)
+
+
 def test_convert_prepare_and_python_m(tiny, tmp_path):
     "`sr3xct convert` writes a model file that loads; `sr3xct prepare` writes the SR3 layout; `python -m sr3xct` runs."
     import subprocess, sys
