@@ -80,7 +80,7 @@ class PlainCNN(nn.Module):
     "The regression CNN a user would pick instead (VDSR-style): 3x3 convs on the bicubic upsample, residual output."
     def __init__(self, scale:int, channels:int=32, depth:int=8):
         super().__init__()
-        self.scale = scale
+        self.scale, self.config = scale, {'scale': scale}   # `config['scale']`: what `sr3xct.infer.predict` reads
         layers = [nn.Conv2d(1, channels, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 2): layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
         layers += [nn.Conv2d(channels, 1, 3, padding=1)]
@@ -89,12 +89,12 @@ class PlainCNN(nn.Module):
     def forward(self, lr): b = upsample(lr, self.scale); return b + self.net(b)
 
 
-def train_for(net:nn.Module, scale:int, minutes:float, seed:int) -> tuple[int, float]:
+def train_for(net:nn.Module, scale:int, minutes:float, seed:int, axes=(0,), degradation:str='2d') -> tuple[int, float]:
     "Train `net` with L1 + 0.05 SSIM + 0.01 multi-scale on the training blocks for `minutes` of wall time."
     torch.manual_seed(seed)
     vols = [read_volume(SHARED / 'data' / BLOCKS['sandstone'][0])[0][TRAIN['sandstone']]] * 4 + \
            [read_volume(SHARED / 'data' / BLOCKS['soil'][0])[0][TRAIN['soil']]]
-    ds = VolumePatchDataset(vols, patch=96, scale=scale, length=10 ** 7, seed=seed)
+    ds = VolumePatchDataset(vols, patch=96, scale=scale, length=10 ** 7, seed=seed, axes=axes, degradation=degradation)
     lossm = PredictorLoss(net, SR3XCTLoss(w_perceptual=0))
     opt = torch.optim.Adam(net.parameters(), 4e-4)
     rng = np.random.default_rng(seed)

@@ -9,6 +9,10 @@ Data: `../shared/data/soil_beanbucket_pnnl_100x500x500_u8.tif` (see its NOTICE.m
 computed on the whole 36-slice block (9 LR slices) but **scored on HR slices 80-99 only**: the packaged x4 model (and
 the x4_3d predictor) never trained on them. Realism is one sample (seed 0), never the best of several.
 
+`--plain-minutes M` adds a plain regression CNN (`bench_predict_refine.PlainCNN`, VDSR-style on the bicubic upsample)
+trained for M minutes of wall time on the same 3D-degraded planes of all three orientations and training slices as
+x4_3d (soil 0-79, sandstone 0-39), fused like x4_3d.
+
 Variants: tricubic; fidelity of the packaged x4 (2D-trained predictor, mean of three orientations); fidelity of the
 3D-trained predictor (`--predictor3d`, default the packaged x4_3d when it ships); realism plane by plane (the refiner
 on the (Y, X) planes, each sampled alone); realism with the orientation alternating between sampler steps
@@ -28,6 +32,7 @@ from sr3xct.metrics import (plane_psnr, hf_power_fraction, otsu_threshold, pore_
                             euler_characteristic, two_point_along, psnr)
 from sr3xct.models import load_model, packaged_models
 from sr3xct.volume3d import fidelity3d, refine3d
+from sr3xct.infer import SRModel
 
 SC = IntensityScaling.from_dtype('uint8')
 SCORED = slice(16, 36)   # HR slices 80-99 of the block 64-99
@@ -66,7 +71,7 @@ def timed(f):
     return out, time.perf_counter() - t
 
 
-def variants(x4, p3d, lr, steps):
+def variants(x4, p3d, plain, lr, steps):
     "name -> thunk giving the whole block's SR volume in [-1, 1]."
     fid = lambda m: fidelity3d(m, lr, 4)
     real = lambda m, o: (lambda: refine3d(m, fid(m), orientations=o, steps=steps))
@@ -74,6 +79,7 @@ def variants(x4, p3d, lr, steps):
            'realism x4, plane by plane': real(x4, ('yx',)), 'realism x4, alternating': real(x4, ('yx', 'zx', 'zy'))}
     if p3d is not None:
         out.update({'fidelity x4_3d': lambda: fid(p3d), 'realism x4_3d, alternating': real(p3d, ('yx', 'zx', 'zy'))})
+    if plain is not None: out['fidelity plain CNN'] = lambda: fid(plain)
     return out
 
 
@@ -89,6 +95,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--size', type=int, default=128); ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--steps', type=int, default=20); ap.add_argument('--out', default='bench/realism3d.json')
+    ap.add_argument('--plain-minutes', type=float, default=0, help='also train a plain CNN on 3D-degraded planes for this long')
     ap.add_argument('--predictor3d', default=None, help='model file or checkpoint of a 3D-trained predictor (default: the packaged x4_3d)')
     ap.add_argument('--data', default=str(Path(__file__).resolve().parents[1].parent / 'shared/data/soil_beanbucket_pnnl_100x500x500_u8.tif'))
     a = ap.parse_args()
@@ -100,10 +107,17 @@ def main():
     if a.predictor3d or 'x4_3d' in packaged_models():
         p3d = load_model(a.predictor3d or packaged_models()['x4_3d']['path'], 4)
         if p3d.diffusion is None: p3d.diffusion, p3d.start, p3d.tile = x4.diffusion, x4.start, x4.tile   # the x4 refiner on its fidelity
+    plain = None
+    if a.plain_minutes > 0:
+        from bench_predict_refine import PlainCNN, train_for
+        net = PlainCNN(4)
+        it, s = train_for(net, 4, a.plain_minutes, 0, axes=(0, 1, 2), degradation='3d')
+        print(f'plain CNN: {it} iterations of batch 16 in {s / 60:.1f} min', flush=True)
+        plain = SRModel(4, net.eval().requires_grad_(False), degradation='3d')
     hs = hr[SCORED]
     t = otsu_threshold(hs)
     rows = {}
-    for name, f in variants(x4, p3d, lr, a.steps).items():
+    for name, f in variants(x4, p3d, plain, lr, a.steps).items():
         sr, s = timed(f)
         rows[name] = scores(SC.inverse(sr.float().clamp(-1, 1).numpy())[SCORED], hs, t, s)
         print(f'{name}: {rows[name]["psnr"]:.2f} dB, {s:.1f} s', flush=True)

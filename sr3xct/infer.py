@@ -166,7 +166,7 @@ class TiledDenoiser:
         "The blended noise prediction for the whole images (one noise level for all of them)."
         g = gamma.reshape(-1)[:1]
         fn = lambda tiles: self.diffusion.eps(tiles[:, :1], tiles[:, 1:], g.expand(len(tiles)).reshape(-1, 1))
-        stride = 2 ** (len(self.diffusion.model.config.get('channel_mults', [1])) - 1)   # what the UNet's sizes must divide by
+        stride = 2 ** (getattr(self.diffusion.model, 'n_levels', 1) - 1)   # what the UNet's sizes must divide by
         return tiled_apply(fn, torch.cat([condition, x_t], 1), self.tile, self.overlap, self.batch_size, stride).to(x_t.dtype)
 
 # %% ../nbs/08_infer.ipynb #2704ee35
@@ -247,6 +247,21 @@ def _check_job(model:SRModel, mode:str, tile:int, seed, start):
     levels = getattr(model.diffusion.model, 'n_levels', 1)
     if tile % 2 ** (levels - 1): raise InputError('tile', f'must be a multiple of {2 ** (levels - 1)} for this network ({levels} levels), got {tile}')
 
+def _volume_job(model:SRModel, mode, n_samples, steps, sampler, eta, input, output, std_output, overwrite:bool,
+                tile, overlap, batch_size, precision, seed, start) -> tuple:
+    "What both volume paths check and settle before any file is created: (mode, input, output, std path or None, tile, start)."
+    mode = check_mode(model, mode, n_samples)
+    _check_sampling(steps, sampler, eta, n_samples)
+    inp, out = Path(input), Path(output)
+    std = (Path(std_output) if std_output else out.with_name(f'{out.stem}_std{out.suffix}')) if mode == 'mean' else None
+    _check_paths(inp, out, std, overwrite)
+    tile = int(tile or model.tile or (model.diffusion.model.config['image_size'] if model.diffusion is not None else 256))
+    _check_tiling(tile, overlap, batch_size)
+    Precision(precision, model.device)   # checks the precision for the device before anything is written
+    start = model.start if start is None else start
+    _check_job(model, mode, tile, seed, start)
+    return mode, inp, out, std, tile, start
+
 def _model_digest(model:SRModel) -> str:
     return '+'.join(_weights_digest(m) if m is not None else '-' for m in (model.predictor, model.diffusion and model.diffusion.model))
 
@@ -301,18 +316,10 @@ def super_resolve_volume(model, # an `SRModel` (or a bare `GaussianDiffusion`), 
                         ) -> dict: # {'output': Path, 'std': Path|None, 'slices': n, 'computed': n computed by this call, 'mode'}
     "Super-resolve a volume slice by slice, streaming from and to disk; resumable; split across torchrun ranks."
     model = as_model(model)
-    mode = check_mode(model, mode, n_samples)
-    _check_sampling(steps, sampler, eta, n_samples)
-    inp, out = Path(input), Path(output)
-    std = (Path(std_output) if std_output else out.with_name(f'{out.stem}_std{out.suffix}')) if mode == 'mean' else None
-    _check_paths(inp, out, std, overwrite)
     if axis not in (0, 1, 2): raise InputError('axis', f'must be 0, 1 or 2, got {axis!r}')
-    tile = int(tile or model.tile or (model.diffusion.model.config['image_size'] if model.diffusion is not None else 256))
-    _check_tiling(tile, overlap, batch_size)
+    mode, inp, out, std, tile, start = _volume_job(model, mode, n_samples, steps, sampler, eta, input, output, std_output, overwrite,
+                                                   tile, overlap, batch_size, precision, seed, start)
     rank, world = rank_world()
-    Precision(precision, model.device)   # checks the precision for the device before anything is written
-    start = model.start if start is None else start
-    _check_job(model, mode, tile, seed, start)
     opts = dict(mode=mode, steps=steps, sampler=sampler, eta=eta, n_samples=n_samples, seed=seed, precision=precision, start=start)
     with open_volume(inp) as reader:
         if reader.meta.ndim == 2 and axis != 0: raise InputError(inp, f'a 2D image has only axis 0, got axis={axis}')

@@ -179,19 +179,15 @@ def super_resolve_array(array:np.ndarray, # a 2D image (Y, X) or a stack of slic
     check_finite(a, 'array')
     model = load_model(checkpoint, scale, device, isotropic=isotropic) if not isinstance(checkpoint, SRModel) else checkpoint
     sc = default_scaling(a.reshape(-1, *a.shape[-2:]), 'array')
-    if isotropic: return _isotropic_array(model, a, sc, scale, mode, n_samples, steps, seed)
-    x = torch.from_numpy(sc.forward(a.reshape(-1, *a.shape[-2:])))[:, None]
-    g = torch.Generator(model.device).manual_seed(seed)
-    out = super_resolve(model, x, scale, steps=steps, n_samples=n_samples if mode == 'mean' else 1, generator=g, mode=mode)
+    n = n_samples if mode == 'mean' else 1
+    if isotropic:   # (D, H, W) out
+        from sr3xct.volume3d import super_resolve3d
+        out = super_resolve3d(model, torch.from_numpy(sc.forward(a)), scale, mode, seed=seed, steps=steps, n_samples=n)
+    else:   # slices as a batch (B, 1, H, W)
+        x = torch.from_numpy(sc.forward(a.reshape(-1, *a.shape[-2:])))[:, None]
+        out = super_resolve(model, x, scale, steps=steps, n_samples=n, generator=torch.Generator(model.device).manual_seed(seed), mode=mode)
     sr, sd = out if mode == 'mean' else (out, None)
-    res = sc.inverse(sr[:, 0].cpu().numpy()).reshape(*a.shape[:-2], *sr.shape[-2:])
+    shape = sr.shape if isotropic else (*a.shape[:-2], *sr.shape[-2:])
+    res = sc.inverse(sr.cpu().numpy()).reshape(shape)
     if sd is None: return res
-    return res, (sd[:, 0].cpu().numpy() * (sc.high - sc.low) / 2).astype(np.float32).reshape(res.shape)
-
-def _isotropic_array(model:SRModel, a:np.ndarray, sc, scale:int, mode:str, n_samples:int, steps:int, seed:int):
-    "`super_resolve_array` on all three axes (in memory: `sr3xct.volume3d.super_resolve3d`)."
-    from sr3xct.volume3d import super_resolve3d
-    out = super_resolve3d(model, torch.from_numpy(sc.forward(a)), scale, mode, seed=seed, steps=steps, n_samples=n_samples if mode == 'mean' else 1)
-    sr, sd = out if mode == 'mean' else (out, None)
-    res = sc.inverse(sr.cpu().numpy())
-    return res if sd is None else (res, (sd.cpu().numpy() * (sc.high - sc.low) / 2).astype(np.float32))
+    return res, (sd.cpu().numpy() * (sc.high - sc.low) / 2).astype(np.float32).reshape(shape)

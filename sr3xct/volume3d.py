@@ -12,8 +12,8 @@ from torch import Tensor
 from .errors import InputError
 from .io import VolumeMeta, IntensityScaling, open_volume
 from .data import degrade3d, upsample3d, cubic_along, default_scaling
-from .infer import (SRModel, TiledDenoiser, as_model, check_mode, predict, _check_tiling, _check_sampling, _check_paths,
-                          _check_job, _model_digest, _slice_seed, _writers, _run_groups)
+from .infer import (SRModel, TiledDenoiser, as_model, check_mode, predict, _volume_job, _model_digest, _slice_seed,
+                          _writers, _run_groups)
 from .diffusion import sample
 from .runtime import Precision, rank_world, barrier
 
@@ -211,18 +211,11 @@ def super_resolve_volume3d(model, # an `SRModel` (or a bare `GaussianDiffusion`)
                           ) -> dict: # {'output', 'std', 'slices', 'computed', 'mode'}
     "Isotropic SR of a volume file: slabs streamed from and to disk; resumable; split across torchrun ranks."
     model = as_model(model)
-    mode = check_mode(model, mode, n_samples)
-    _check_sampling(steps, sampler, eta, n_samples); _check_slabs(slab, halo); orientations = _check_orientations(orientations)
+    _check_slabs(slab, halo); orientations = _check_orientations(orientations)
     if model.scale is not None and int(scale) != model.scale: raise InputError('scale', f'the model is for x{model.scale}, got {scale}')
-    inp, out = Path(input), Path(output)
-    std = (Path(std_output) if std_output else out.with_name(f'{out.stem}_std{out.suffix}')) if mode == 'mean' else None
-    _check_paths(inp, out, std, overwrite)
-    tile = int(tile or model.tile or (model.diffusion.model.config['image_size'] if model.diffusion is not None else 256))
-    _check_tiling(tile, overlap, batch_size)
+    mode, inp, out, std, tile, start = _volume_job(model, mode, n_samples, steps, sampler, eta, input, output, std_output, overwrite,
+                                                   tile, overlap, batch_size, precision, seed, start)
     rank, world = rank_world()
-    Precision(precision, model.device)   # checks the precision for the device before anything is written
-    start = model.start if start is None else start
-    _check_job(model, mode, tile, seed, start)
     kw = dict(mode=mode, orientations=orientations, seed=seed, tile=tile, overlap=overlap, batch_size=batch_size, steps=steps,
               sampler=sampler, eta=eta, n_samples=n_samples, precision=precision, start=start, margin=halo // 2)
     with open_volume(inp) as reader:
