@@ -27,13 +27,15 @@ class AugmentConfig:
     intensity_p: float = 0.3 # probability of the contrast/brightness change (input and target)
     alpha: tuple[float, float] = (0.85, 1.15) # contrast range: x -> alpha * x + beta
     beta: tuple[float, float] = (-0.1, 0.1) # brightness range
+    gamma: tuple[float, float] = (1.0, 1.0) # gamma range of the intensity change: u -> u ** gamma on u = (x + 1) / 2, before alpha, beta
+    noise_signal: tuple[float, float] = (0.0, 0.0) # Poisson part of the noise: variance noise_std**2 + k * (x + 1) / 2, k in this range
     input_from_lr: bool = True # noise/blur the LR image and recompute condition = upsample(lr); else both independently
 
     def __post_init__(self):
         for k in ('hflip', 'vflip', 'rot90', 'noise_p', 'blur_p', 'intensity_p'):
             v = getattr(self, k)
             if not (isinstance(v, (int, float)) and 0 <= v <= 1): raise InputError(f'AugmentConfig.{k}', f'probability must be in [0, 1], got {v!r}')
-        for k, lo in (('noise_std', 0.0), ('blur_sigma', 1e-6), ('alpha', 1e-6), ('beta', -math.inf)):
+        for k, lo in (('noise_std', 0.0), ('blur_sigma', 1e-6), ('alpha', 1e-6), ('beta', -math.inf), ('gamma', 1e-6), ('noise_signal', 0.0)):
             v = getattr(self, k)
             if not (isinstance(v, (tuple, list)) and len(v) == 2 and lo <= v[0] <= v[1]):
                 raise InputError(f'AugmentConfig.{k}', f'expected a range (low, high) with {lo} <= low <= high, got {v!r}')
@@ -73,13 +75,14 @@ def _lerp(r:tuple, t:float) -> float: return r[0] + (r[1] - r[0]) * t
 def draw_params(cfg:AugmentConfig, # probabilities and ranges
                 generator:torch.Generator, # the only source of randomness
                ) -> dict:
-    "One augmentation's decisions: flips/rot90 (bool), noise_std, blur_sigma, alpha, beta (None when not applied)."
-    u = torch.rand(10, generator=generator, dtype=torch.float64, device=generator.device).tolist()
-    intensity = u[7] < cfg.intensity_p
+    "One augmentation's decisions: flips/rot90 (bool), noise_std, noise_signal, blur_sigma, alpha, beta, gamma (None when not applied)."
+    u = torch.rand(12, generator=generator, dtype=torch.float64, device=generator.device).tolist()
+    intensity, noise = u[7] < cfg.intensity_p, u[3] < cfg.noise_p
     return dict(hflip=u[0] < cfg.hflip, vflip=u[1] < cfg.vflip, rot90=u[2] < cfg.rot90,
-                noise_std=_lerp(cfg.noise_std, u[4]) if u[3] < cfg.noise_p else None,
+                noise_std=_lerp(cfg.noise_std, u[4]) if noise else None, noise_signal=_lerp(cfg.noise_signal, u[11]) if noise else None,
                 blur_sigma=_lerp(cfg.blur_sigma, u[6]) if u[5] < cfg.blur_p else None,
-                alpha=_lerp(cfg.alpha, u[8]) if intensity else None, beta=_lerp(cfg.beta, u[9]) if intensity else None)
+                alpha=_lerp(cfg.alpha, u[8]) if intensity else None, beta=_lerp(cfg.beta, u[9]) if intensity else None,
+                gamma=_lerp(cfg.gamma, u[10]) if intensity else None)
 
 # %% ../nbs/02_augment.ipynb #574f5f2e
 def _geometry(x:Tensor, p:dict) -> Tensor:
@@ -90,11 +93,17 @@ def _geometry(x:Tensor, p:dict) -> Tensor:
     return x
 
 def _degrade_input(x:Tensor, p:dict, generator:torch.Generator) -> Tensor:
-    "Blur, then noise (the detector adds noise after the optics blur), clamped to [-1, 1]."
+    "Blur, then Poisson-Gaussian noise (the detector adds noise after the optics blur), clamped to [-1, 1]."
     if p['blur_sigma'] is not None: x = gaussian_blur(x, p['blur_sigma'])
     if p['noise_std'] is not None:
-        x = x + p['noise_std'] * torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
+        sd = (p['noise_std'] ** 2 + (p.get('noise_signal') or 0.0) * ((x + 1) / 2).clamp(min=0)).sqrt()
+        x = x + sd * torch.randn(x.shape, generator=generator, device=generator.device).to(x.device, x.dtype)
     return x.clamp(-1, 1)
+
+def _intensity(x:Tensor, p:dict) -> Tensor:
+    "The same grey-value map on input and target: gamma on (x + 1) / 2, then contrast `alpha` and brightness `beta`, clamped."
+    if p.get('gamma') not in (None, 1.0): x = ((x + 1) / 2).clamp(min=0) ** p['gamma'] * 2 - 1
+    return (p['alpha'] * x + p['beta']).clamp(-1, 1)
 
 def _check_triple(lr:Tensor, condition:Tensor, hr:Tensor) -> int:
     "The scale factor between `lr` and `hr`; `InputError` when the three tensors do not form a pair."
@@ -114,8 +123,7 @@ def apply_params(lr:Tensor, condition:Tensor, hr:Tensor, # one sample, each (C, 
     "Apply drawn parameters: geometry to all three, intensity to all three, noise/blur to the input side only."
     scale = _check_triple(lr, condition, hr)
     lr, condition, hr = (_geometry(t, p) for t in (lr, condition, hr))
-    if p['alpha'] is not None:
-        lr, condition, hr = ((p['alpha'] * t + p['beta']).clamp(-1, 1) for t in (lr, condition, hr))
+    if p['alpha'] is not None: lr, condition, hr = (_intensity(t, p) for t in (lr, condition, hr))
     if p['noise_std'] is not None or p['blur_sigma'] is not None:
         lr = _degrade_input(lr, p, generator)
         condition = upsample(lr, scale) if input_from_lr else _degrade_input(condition, p, generator)

@@ -149,6 +149,8 @@ def _add_infer_volume(p):
     p.add_argument('--std-output', help='where the standard deviation goes (default OUTPUT_std.tif)')
     p.add_argument('--simulate-lr', action='store_true', help='the input is HR: degrade it by the scale first (a volume: 3D block '
                                                                'average; with --in-plane or for an image: 2D), for evaluation')
+    p.add_argument('--window', type=float, nargs=2, metavar=('LOW', 'HIGH'), help="the scan's grey-value window (pores to solid), for a "
+                   'scan with air or a container in view (default: the 0.5-99.5 percentiles of the whole input); any dtype')
     p.add_argument('--overwrite', action='store_true', help='replace existing output files')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
     p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override an inference config key, e.g. eta=0.5')
@@ -212,13 +214,15 @@ def _infer_kwargs(args, cfg) -> dict:
     "The settings `super_resolve_volume` and `super_resolve_volume3d` share."
     return dict(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, steps=cfg.steps, sampler=cfg.sampler, eta=cfg.eta,
                 n_samples=cfg.n_samples, std_output=args.std_output, seed=cfg.seed, precision=cfg.precision, simulate_lr=args.simulate_lr,
-                overwrite=args.overwrite, progress=not args.no_progress, mode=cfg.mode, start=cfg.start)
+                overwrite=args.overwrite, progress=not args.no_progress, mode=cfg.mode, start=cfg.start, window=args.window)
 
 # %% ../nbs/11_cli.ipynb #7d398014
 def _infer_summary(res:dict, scale:int, iso:bool, model) -> str:
-    "The line `sr3xct infer` ends with: what it wrote, how, and with which model."
+    "The line `sr3xct infer` ends with: what it wrote, how, with which model and intensity window."
+    from sr3xct.io import describe_scaling
     return (f"wrote {res['output']}" + (f" and {res['std']}" if res['std'] else '') + f" ({res['slices']} slices, x{scale} " +
-            ('on all three axes' if iso else 'in-plane') + f", mode {res['mode']}, model {model.info.get('path')})")
+            ('on all three axes' if iso else 'in-plane') + f", mode {res['mode']}, model {model.info.get('path')}; " +
+            describe_scaling(res['scaling']) + ')')
 
 # %% ../nbs/11_cli.ipynb #56a9e60e
 def run_infer(args) -> int:

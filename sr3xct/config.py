@@ -24,8 +24,8 @@ from .model_config import read_yaml, safe_yaml
 __all__ = ['ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'DataConfig', 'OptimConfig', 'LogConfig',
            'ValConfig', 'TrainConfig', 'InferenceConfig', 'from_dict', 'to_dict', 'packaged_configs', 'resolve_config',
            'check_ranges', 'apply_overrides', 'load_config', 'pick_device', 'build_loss', 'build_diffusion',
-           'build_predictor', 'load_base', 'build_dataset', 'val_batch', 'load_init', 'build_model', 'constructors',
-           'lock_run', 'build_callbacks', 'build_trainer']
+           'build_predictor', 'load_base', 'synthetic_mix', 'build_dataset', 'val_batch', 'load_init', 'build_model',
+           'constructors', 'lock_run', 'build_callbacks', 'build_trainer']
 
 # %% ../nbs/10_config.ipynb #16437186
 @dataclass
@@ -71,6 +71,7 @@ class LossConfig:
     w_perceptual: float = 0.01
     w_multiscale: float = 0.01
     w_frequency: float = 0.0
+    w_phase: float = 0.0             # phase fractions (soft cumulative histogram) of x0 against HR: porosity-true outputs
     vgg_weights: str | None = None   # path to VGG19 weights; needed when w_perceptual > 0
 
 # %% ../nbs/10_config.ipynb #587937ad
@@ -82,6 +83,7 @@ class DataConfig:
     val_paths: list[str] = field(default_factory=list)  # held-out volumes/folder; empty: see val_fraction
     val_fraction: float = 0.1        # no val_paths, real volumes: the last 10% of z slices of each are validation only
     synthetic_shape: list[int] = field(default_factory=lambda: [64, 256, 256])  # (Z, Y, X) of `synthetic` volumes
+    synthetic: int = 0               # source volumes: add this many synthetic soils (grain size, porosity, noise varied by seed)
     patch: int = 256
     scale: int = 8
     axes: list[int] = field(default_factory=lambda: [0])
@@ -298,7 +300,7 @@ def _range_rules(cfg) -> list:
             ('train.device', opt.device, _device_ok(opt.device), 'auto, cpu, cuda or cuda:N'),
             ('data.scale', data.scale, data.scale in (2, 4, 8), '2, 4 or 8'), ('data.patch', data.patch, data.patch >= 8, '>= 8'),
             ('data.batch_size', data.batch_size, data.batch_size >= 1, '>= 1'), ('data.length', data.length, data.length >= 1, '>= 1'),
-            ('data.num_workers', data.num_workers, data.num_workers >= 0, '>= 0'), ('data.val_fraction', data.val_fraction, 0 <= data.val_fraction < 1, 'in [0, 1)'),
+            ('data.num_workers', data.num_workers, data.num_workers >= 0, '>= 0'), ('data.synthetic', data.synthetic, data.synthetic >= 0, '>= 0'), ('data.val_fraction', data.val_fraction, 0 <= data.val_fraction < 1, 'in [0, 1)'),
             ('log.print_freq', lg.print_freq, lg.print_freq >= 1, '>= 1'), ('log.save_freq', lg.save_freq, lg.save_freq >= 1, '>= 1'),
             ('log.val_freq', lg.val_freq, lg.val_freq >= 0, '>= 0 (0: no validation)'), ('log.keep_last', lg.keep_last, lg.keep_last >= 1, '>= 1'),
             ('val.sampler', cfg.val.sampler, cfg.val.sampler in SAMPLERS, f"one of {', '.join(SAMPLERS)}"),
@@ -376,7 +378,7 @@ def build_loss(cfg:LossConfig, where:str='config'):
         if not Path(cfg.vgg_weights).is_file(): raise InputError(f"{cfg.vgg_weights}: VGG19 weights file not found (loss.vgg_weights in {where})")
         perceptual = VGGPerceptualLoss(weights=cfg.vgg_weights, download=False)
     return SR3XCTLoss(w_ssim=cfg.w_ssim, w_perceptual=cfg.w_perceptual, w_multiscale=cfg.w_multiscale,
-                      w_frequency=cfg.w_frequency, perceptual=perceptual)
+                      w_frequency=cfg.w_frequency, perceptual=perceptual, w_phase=cfg.w_phase)
 
 # %% ../nbs/10_config.ipynb #422e1d2a
 def build_diffusion(cfg:TrainConfig, where:str='config'):
@@ -407,6 +409,19 @@ def load_base(path, where:str='config'):
     return m.predictor
 
 # %% ../nbs/10_config.ipynb #bd8cc9fd
+def synthetic_mix(n:int, # how many synthetic soils
+                  shape:tuple, # (Z, Y, X) of each
+                  seed:int=0, # volume i comes from seed + i
+                 ) -> list:
+    "`n` synthetic soils of varied grain size, porosity, organic fraction and noise, to train on beside real scans."
+    from sr3xct.data import synthetic_soil
+    out = []
+    for i in range(int(n)):
+        r = np.random.default_rng(seed + i)
+        out.append(synthetic_soil(shape, seed=seed + i, porosity=r.uniform(0.2, 0.45), grain_radius=r.uniform(3, 12),
+                                  water=r.uniform(0, 0.4), noise=r.uniform(0.01, 0.06), blur=r.uniform(0.5, 1.2), rings=bool(r.random() < 0.3)))
+    return out
+
 def build_dataset(cfg:DataConfig, seed:int=0, val:bool=False, where:str='config'):
     "The training (or, with `val=True`, validation: no augmentation) patch dataset."
     from sr3xct.data import VolumePatchDataset, PairedFolderDataset, synthetic_soil, sandstone
@@ -423,7 +438,7 @@ def build_dataset(cfg:DataConfig, seed:int=0, val:bool=False, where:str='config'
     if cfg.source == 'synthetic': vols = [synthetic_soil(tuple(cfg.synthetic_shape), seed=seed)]   # val: another seed
     elif cfg.source == 'sandstone': vols = [sandstone()[0]]
     elif not paths: raise InputError(f"{where}: data.source is volumes but data.paths is empty")
-    else: vols = [str(p) for p in paths]   # read lazily (memory-mapped) by the dataset
+    else: vols = [str(p) for p in paths] + synthetic_mix(cfg.synthetic, tuple(cfg.synthetic_shape), seed + (7919 if val else 0))   # real ones memory-mapped
     if cfg.source != 'synthetic' and not cfg.val_paths:   # real volumes: hold out their last slices for validation
         hold = cfg.val_fraction
         if val and hold: axes = (0,)   # the held-out block is thin: its z slices only
@@ -439,10 +454,14 @@ def val_batch(ds, n:int):
 def load_init(cfg:TrainConfig, where:str='config'):
     "The `SRModel` named by `cfg.init` (a packaged model's name: 'x4', 'x4_3d', ...; or a file), checked against the stage and scale."
     from sr3xct.models import load_model, packaged_path
+    from sr3xct.predictor import predictor_for_scale
     name = None if Path(cfg.init).exists() else re.fullmatch(r'x(\d+)(_3d)?', cfg.init)   # a packaged model's name
-    if name and int(name[1]) != cfg.data.scale: raise InputError(f"{where}: init {cfg.init} is not data.scale {cfg.data.scale}")
-    path = packaged_path(cfg.data.scale, bool(name[2])) if name else cfg.init
-    m = load_model(path, cfg.data.scale, model_config=cfg.init_config, phase='train')
+    path = packaged_path(int(name[1]), bool(name[2])) if name else cfg.init
+    m = load_model(path, None, model_config=cfg.init_config, phase='train')   # another scale may start a run (see below)
+    if m.scale not in (None, cfg.data.scale):
+        if cfg.stage == 'predictor' and m.predictor is not None: m.predictor = predictor_for_scale(m.predictor, cfg.data.scale)
+        elif cfg.stage == 'diffusion' and not cfg.diffusion.base:
+            raise InputError(f"{where}: init {cfg.init} is a x{m.scale} refiner; for data.scale {cfg.data.scale} set diffusion.base (that scale's predictor)")
     need = m.predictor if cfg.stage == 'predictor' else m.diffusion
     if need is None: raise InputError(cfg.init, f"has no {'predictor' if cfg.stage == 'predictor' else 'diffusion'} network to fine-tune (init in {where})")
     return m
@@ -467,7 +486,13 @@ def _from_init(cfg:TrainConfig, m, where:str):
     ts = ImportanceSampler(d.n_timestep) if cfg.diffusion.importance_sampling else None
     diffusion = GaussianDiffusion(net, timestep_sampler=ts, **d.config)
     base = load_base(cfg.diffusion.base, where) if cfg.diffusion.base else m.predictor
+    _check_base_scale(base, cfg, where)
     return net, diffusion, base
+
+def _check_base_scale(base, cfg:TrainConfig, where:str):
+    "An `InputError` when the refiner's base predictor is of another scale than `data.scale`."
+    if base is not None and base.config['scale'] != cfg.data.scale:
+        raise InputError(cfg.diffusion.base or cfg.init, f"predictor of scale {base.config['scale']}, but data.scale is {cfg.data.scale} in {where}")
 
 # %% ../nbs/10_config.ipynb #9aa6ac89
 def build_model(cfg:TrainConfig, where:str='config') -> tuple:
@@ -482,8 +507,7 @@ def build_model(cfg:TrainConfig, where:str='config') -> tuple:
         net = build_predictor(cfg, where)
         return net, PredictorLoss(net, build_loss(cfg.loss, where)), None, None
     base = load_base(cfg.diffusion.base, where) if cfg.diffusion.base else None
-    if base is not None and base.config['scale'] != cfg.data.scale:
-        raise InputError(cfg.diffusion.base, f"predictor of scale {base.config['scale']}, but data.scale is {cfg.data.scale} in {where}")
+    _check_base_scale(base, cfg, where)
     diffusion = build_diffusion(cfg, where)
     return diffusion.model, DiffusionLoss(diffusion, build_loss(cfg.loss, where), base), diffusion, base
 

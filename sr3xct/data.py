@@ -20,8 +20,8 @@ from scipy import ndimage
 from PIL import Image
 from fastcore.basics import patch
 from .errors import InputError
-from .io import (IntensityScaling, VolumeMeta, read_volume, check_dtype, check_finite,
-                       check_patch_size)
+from .io import (IntensityScaling, VolumeMeta, VolumeReader, read_volume, check_dtype, check_finite,
+                       check_patch_size, scan_window, _sample_slices)
 
 # %% ../nbs/01_data.ipynb #aa744250
 def _check_scale(scale) -> int:
@@ -234,18 +234,38 @@ def synthetic_soil(shape:tuple=(64, 256, 256), # (Z, Y, X) voxels; Z=1 gives a s
     return (out, P) if return_phases else out
 
 # %% ../nbs/01_data.ipynb #24839740
-def default_scaling(volume:np.ndarray, # a (Z, Y, X) volume (or an open `VolumeReader`)
-                    name=None, # the file it came from, for messages (default: a reader's path)
-                   ) -> IntensityScaling:
-    "uint8/uint16: the dtype's range; int16/float32: the 0.5-99.5 percentile window of the data."
-    dtype = check_dtype(volume.dtype, name or getattr(volume, 'path', 'volume'))
-    if dtype in ('uint8', 'uint16'): return IntensityScaling.from_dtype(dtype)
-    return IntensityScaling.from_percentiles(volume, 0.5, 99.5, name=name)
+def _lr_sample(volume, scale:int, degradation:str) -> np.ndarray:
+    "The LR a model would be given of up to 64 evenly spaced slices of `volume` (array or reader): 2D (or, '3d', `scale`-slice) block averages."
+    get = volume.slice if isinstance(volume, VolumeReader) else (lambda z: np.asarray(volume[z]))
+    n, s = volume.shape[0], scale if degradation == '3d' else 1
+    out = []
+    for z in _sample_slices(max(n // s, 1)):
+        hr = np.stack([get(int(k)) for k in range(z * s, min(z * s + s, n))]).astype(np.float32)
+        h, w = hr.shape[1] // scale * scale, hr.shape[2] // scale * scale
+        out.append(hr[:, :h, :w].mean(0).reshape(h // scale, scale, w // scale, scale).mean((1, 3)))
+    return np.stack(out)
 
-def _scalings(scaling, vols:list, names:list|None=None) -> list:
-    "One `IntensityScaling` per volume from None, a method name, one scaling or a list."
+def default_scaling(volume, # a (Z, Y, X) volume or 2D image (array or open `VolumeReader`): an LR scan, or (`scale` > 1) an HR one
+                    name=None, # the file it came from, for messages (default: a reader's path)
+                    window=None, # (low, high) grey values set by hand (e.g. a scan with air or a container in view)
+                    scale:int=1, # > 1: `volume` is HR; the window is that of its LR (`degrade` by `scale`): what training and --simulate-lr see
+                    degradation:str='2d', # with `scale` > 1: the LR of in-plane ('2d') or 3D ('3d') block averages
+                    percentiles=(0.5, 99.5), # the scan's window: these robust percentiles of its LR grey values
+                   ) -> IntensityScaling:
+    "The one intensity model: the scan's window (robust percentiles of the whole LR, or `window`) onto [-0.5, 0.5], for every dtype."
+    where = name or getattr(volume, 'path', 'volume')
+    dtype = check_dtype(volume.dtype, where)
+    if window is not None:
+        if len(window) != 2: raise InputError(where, f'window must be (LOW, HIGH), got {window!r}')
+        return IntensityScaling.from_window(dtype, *window, 'window', name=where)
+    if not isinstance(volume, VolumeReader) and np.ndim(volume) == 2: volume = np.asarray(volume)[None]
+    lr = volume if _check_scale(scale) == 1 else _lr_sample(volume, scale, degradation)
+    return IntensityScaling.from_window(dtype, *scan_window(lr, percentiles, where), 'scan', tuple(percentiles), where)
+
+def _scalings(scaling, vols:list, names:list|None=None, scale:int=1, degradation:str='2d') -> list:
+    "One `IntensityScaling` per volume from None (each HR volume's LR window at `scale`), a method name, one scaling or a list."
     names = names or [f'volumes[{i}]' for i in range(len(vols))]
-    if scaling is None: return [default_scaling(v, n) for v, n in zip(vols, names)]
+    if scaling is None: return [default_scaling(v, n, scale=scale, degradation=degradation) for v, n in zip(vols, names)]
     if isinstance(scaling, str):
         if scaling == 'dtype': return [IntensityScaling.from_dtype(v.dtype) for v in vols]
         if scaling == 'percentiles': return [IntensityScaling.from_percentiles(v, name=n) for v, n in zip(vols, names)]
@@ -353,7 +373,7 @@ class VolumePatchDataset(Dataset):
             for v, n in zip(self.volumes, self.names):
                 if min(_plane_shape(v.shape, a)[0] for a in self.axes) < self.scale:
                     raise InputError(n, f'shape {v.shape}: fewer than scale {self.scale} slices across a plane; a 3D degradation needs a whole LR slice')
-        self.scalings = _scalings(scaling, self.volumes, self.names)
+        self.scalings = _scalings(scaling, self.volumes, self.names, self.scale, degradation)
         self.length, self.seed, self.augment, self.split = int(length), int(seed), augment, _check_split(split)
         self.epoch = 0   # items are drawn anew each epoch (`set_epoch`), reproducibly from (seed, index, epoch)
         p = self.patch
@@ -467,7 +487,7 @@ def prepare(volumes, # (Z, Y, X) arrays or TIFF paths; one or a list
     if not axes or any(a not in (0, 1, 2) for a in axes): raise InputError('axes', f'must be 0, 1 or 2, got {axes!r}')
     vols, names = _volumes(volumes)
     for v, n in zip(vols, names): check_patch_size(v.shape, patch, n, axes)
-    scalings = _scalings(scaling, vols, names)
+    scalings = _scalings(scaling, vols, names, s)
     if bits is None: bits = 8 if all(v.dtype == np.uint8 for v in vols) else 16
     if bits not in (8, 16): raise InputError('bits', f'must be 8 or 16, got {bits!r}')
     pos = _patch_positions(vols, patch, stride, axes, int(slice_step))

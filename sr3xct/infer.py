@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_infer.ipynb #bef4e827
 from __future__ import annotations
-import hashlib, math
+import hashlib, math, sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from .errors import InputError
-from .io import VolumeMeta, IntensityScaling, open_volume, ResumableWriter, _check_target
+from .io import VolumeMeta, IntensityScaling, open_volume, ResumableWriter, _check_target, with_intensity, describe_scaling
 from .data import degrade, upsample, default_scaling
 from .diffusion import GaussianDiffusion, sample, SAMPLERS
 from .runtime import Precision, rank_world, barrier, progress_interval
@@ -307,7 +307,8 @@ def super_resolve_volume(model, # an `SRModel` (or a bare `GaussianDiffusion`), 
                          std_output=None, # where the std goes (default: `{output stem}_std.tif`)
                          seed:int=0, # sampling seed (per slice group: rank-independent)
                          precision:str='auto', # 'fp32', 'bf16', 'fp16' (CUDA), or 'auto' (bf16 where native)
-                         scaling:IntensityScaling|None=None, # grey values <-> [-1, 1]; default `sr3xct.data.default_scaling`
+                         scaling:IntensityScaling|None=None, # grey values <-> [-1, 1]; default `sr3xct.data.default_scaling` of the whole input
+                         window:tuple|None=None, # (low, high): the scan's window set by hand (no `scaling`); default its robust percentiles
                          simulate_lr:bool=False, # the input is HR: degrade it by `scale` first
                          overwrite:bool=False, # replace existing outputs
                          progress:bool=True, # progress bar (slices, ETA) on rank 0
@@ -323,9 +324,10 @@ def super_resolve_volume(model, # an `SRModel` (or a bare `GaussianDiffusion`), 
     opts = dict(mode=mode, steps=steps, sampler=sampler, eta=eta, n_samples=n_samples, seed=seed, precision=precision, start=start)
     with open_volume(inp) as reader:
         if reader.meta.ndim == 2 and axis != 0: raise InputError(inp, f'a 2D image has only axis 0, got axis={axis}')
-        scaling = scaling or default_scaling(reader)
+        scaling = scaling or default_scaling(reader, window=window, scale=scale if simulate_lr else 1)
+        if progress and rank == 0: print(describe_scaling(scaling), file=sys.stderr)
         plan = _plan(model, reader, inp, scale, axis, tile, overlap, batch_size, simulate_lr, {**opts, 'scaling': scaling.to_dict()})
-        meta = _out_meta(reader.meta, 1 if simulate_lr else scale, axis)   # simulated LR: the input is HR, its voxel size is the output's
+        meta = with_intensity(_out_meta(reader.meta, 1 if simulate_lr else scale, axis), scaling)   # simulated LR: the input is HR, its voxel size is the output's
         writers = _writers(out, std, plan['shape'], meta, plan['fingerprint'], axis, scaling,
                            overwrite, rank, n_samples)
         computed = _run_slices(model, reader, writers, plan, scaling, scale, axis, tile, overlap, batch_size, simulate_lr,
@@ -335,7 +337,7 @@ def super_resolve_volume(model, # an `SRModel` (or a bare `GaussianDiffusion`), 
     if rank == 0:
         for w in writers: w.finish()
     barrier()
-    return {'output': out, 'std': std, 'slices': plan['shape'][axis], 'computed': computed, 'mode': mode}
+    return {'output': out, 'std': std, 'slices': plan['shape'][axis], 'computed': computed, 'mode': mode, 'scaling': scaling}
 
 def _run_groups(writers:list, # the output's `ResumableWriter` (and the std's)
                 groups:list, # the output slice indices of each group

@@ -13,7 +13,7 @@ from .errors import InputError
 # %% auto #0
 __all__ = ['VGG19_CFG', 'VGG19_URL', 'IMAGENET_MEAN', 'IMAGENET_STD', 'check_pair', 'gaussian_window', 'ssim_map', 'ssim',
            'vgg19_layers', 'vgg19_convs', 'find_vgg19_weights', 'check_vgg19_state', 'GrayFirstConv', 'vgg19_features',
-           'VGGPerceptualLoss', 'MultiScaleLoss', 'FrequencyLoss', 'SR3XCTLoss']
+           'VGGPerceptualLoss', 'MultiScaleLoss', 'FrequencyLoss', 'PhaseFractionLoss', 'SR3XCTLoss']
 
 # %% ../nbs/03_losses.ipynb #1a033cd4
 def check_pair(x:Tensor, # first batch, (B, C, H, W)
@@ -236,6 +236,19 @@ class FrequencyLoss(nn.Module):
             l = (fx - fy).abs().flatten(1).mean(1)
         return l.mean() if reduction == 'mean' else l
 
+class PhaseFractionLoss(nn.Module):
+    "L1 between soft cumulative histograms: the fraction of pixels below each of `levels` thresholds (a sigmoid of width `tau`)."
+    def __init__(self, levels:int=13, # thresholds, evenly spaced over [-0.6, 0.6] (the scan's window is [-0.5, 0.5])
+                 tau:float=0.02): # softness of each threshold
+        super().__init__(); self.register_buffer('t', torch.linspace(-0.6, 0.6, levels), persistent=False); self.tau = float(tau)
+    def fractions(self, x:Tensor) -> Tensor:
+        "(B, levels): the soft fraction of each image's pixels below each threshold."
+        return torch.sigmoid((self.t.to(x.device)[None, :, None] - x.float().flatten(1)[:, None]) / self.tau).mean(-1)
+    def forward(self, x:Tensor, y:Tensor, reduction:str='mean') -> Tensor:
+        check_pair(x, y)
+        with torch.autocast(x.device.type, enabled=False): l = (self.fractions(x) - self.fractions(y)).abs().mean(1)
+        return l.mean() if reduction == 'mean' else l
+
 # %% ../nbs/03_losses.ipynb #ed1e2699
 class SR3XCTLoss(nn.Module):
     "L1 on the noise + w_ssim (1 - SSIM) + w_perceptual VGG + w_multiscale multi-scale L1 [+ w_frequency FFT], image terms on x0."
@@ -243,17 +256,19 @@ class SR3XCTLoss(nn.Module):
                  w_perceptual:float=0.01, # weight of the VGG19 perceptual loss
                  w_multiscale:float=0.01, # weight of the multi-scale L1
                  w_frequency:float=0.0, # weight of the FFT-magnitude L1
-                 perceptual:nn.Module|None=None): # a ready `VGGPerceptualLoss`; None builds the default when w_perceptual > 0
+                 perceptual:nn.Module|None=None, # a ready `VGGPerceptualLoss`; None builds the default when w_perceptual > 0
+                 w_phase:float=0.0): # weight of the phase-fraction (soft cumulative histogram) L1: porosity at every threshold
         super().__init__()
-        self.w = {'ssim': w_ssim, 'perceptual': w_perceptual, 'multiscale': w_multiscale, 'frequency': w_frequency}
+        self.w = {'ssim': w_ssim, 'perceptual': w_perceptual, 'multiscale': w_multiscale, 'frequency': w_frequency, 'phase': w_phase}
         for k, v in self.w.items():
             if not v >= 0: raise InputError(f'w_{k}', f'must be >= 0, got {v}')
         self.perceptual = (perceptual if perceptual is not None else VGGPerceptualLoss()) if w_perceptual > 0 else None
-        self.multiscale, self.frequency = MultiScaleLoss(), FrequencyLoss()
+        self.multiscale, self.frequency, self.phase = MultiScaleLoss(), FrequencyLoss(), PhaseFractionLoss()
     def terms(self, x0:Tensor, hr:Tensor) -> dict:
         "Per-sample (B,) image-space terms whose weight is > 0."
         f = {'ssim': lambda: 1 - ssim(x0, hr, 2.0, reduction='none'), 'perceptual': lambda: self.perceptual(x0, hr, reduction='none'),
-             'multiscale': lambda: self.multiscale(x0, hr, reduction='none'), 'frequency': lambda: self.frequency(x0, hr, reduction='none')}
+             'multiscale': lambda: self.multiscale(x0, hr, reduction='none'), 'frequency': lambda: self.frequency(x0, hr, reduction='none'),
+             'phase': lambda: self.phase(x0, hr, reduction='none')}
         return {k: f[k]().float() for k, w in self.w.items() if w > 0}
     def forward(self, noise:Tensor, # the true noise (B, 1, H, W)
                 noise_pred:Tensor, # the network's prediction

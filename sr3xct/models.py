@@ -169,6 +169,8 @@ def super_resolve_array(array:np.ndarray, # a 2D image (Y, X) or a stack of slic
                         seed:int=0, # sampling seed
                         device='cpu',
                         isotropic:bool=False, # a (Z, Y, X) volume made `scale` times finer along Z too (`sr3xct.volume3d`; packaged: x{scale}_3d)
+                        window:tuple|None=None, # (low, high): the scan's window by hand; default robust percentiles of the whole array
+                        precision:str='auto', # 'fp32', 'bf16', 'fp16' (CUDA) autocast, or 'auto' (bf16 where native); fp32: realism reproducible across storages
                        ) -> np.ndarray|tuple[np.ndarray, np.ndarray]: # SR in the input's dtype (mode 'mean': and its std, float32)
     "Super-resolve a numpy image or stack of slices in memory; the result has the input's dtype."
     from sr3xct.io import check_finite
@@ -178,14 +180,14 @@ def super_resolve_array(array:np.ndarray, # a 2D image (Y, X) or a stack of slic
     if isotropic and a.ndim != 3: raise InputError('array', f'isotropic SR needs a (Z, Y, X) volume, got shape {a.shape}')
     check_finite(a, 'array')
     model = load_model(checkpoint, scale, device, isotropic=isotropic) if not isinstance(checkpoint, SRModel) else checkpoint
-    sc = default_scaling(a.reshape(-1, *a.shape[-2:]), 'array')
+    sc = default_scaling(a, 'array', window)
     n = n_samples if mode == 'mean' else 1
     if isotropic:   # (D, H, W) out
         from sr3xct.volume3d import super_resolve3d
-        out = super_resolve3d(model, torch.from_numpy(sc.forward(a)), scale, mode, seed=seed, steps=steps, n_samples=n)
+        out = super_resolve3d(model, torch.from_numpy(sc.forward(a)), scale, mode, seed=seed, steps=steps, n_samples=n, precision=precision)
     else:   # slices as a batch (B, 1, H, W)
         x = torch.from_numpy(sc.forward(a.reshape(-1, *a.shape[-2:])))[:, None]
-        out = super_resolve(model, x, scale, steps=steps, n_samples=n, generator=torch.Generator(model.device).manual_seed(seed), mode=mode)
+        out = super_resolve(model, x, scale, steps=steps, n_samples=n, generator=torch.Generator(model.device).manual_seed(seed), mode=mode, precision=precision)
     sr, sd = out if mode == 'mean' else (out, None)
     shape = sr.shape if isotropic else (*a.shape[:-2], *sr.shape[-2:])
     res = sc.inverse(sr.cpu().numpy()).reshape(shape)

@@ -11,7 +11,7 @@ from torch import Tensor
 from .errors import InputError
 
 # %% auto #0
-__all__ = ['ResBlock', 'Predictor', 'PredictorLoss']
+__all__ = ['ResBlock', 'Predictor', 'predictor_for_scale', 'PredictorLoss']
 
 # %% ../nbs/05b_predictor.ipynb #312ad136
 class ResBlock(nn.Module):
@@ -46,6 +46,16 @@ class Predictor(nn.Module):
         base = F.interpolate(lr, scale_factor=s, mode='bicubic', align_corners=False)
         f = self.head(lr)
         return base + self.tail(self.up(f + self.body(f))).to(base.dtype)
+
+def predictor_for_scale(predictor:Predictor, # a trained predictor of another scale
+                        scale:int, # the factor of the new one: 2, 4 or 8
+                       ) -> Predictor:
+    "A predictor for `scale` that starts from `predictor`: its head, trunk, tail and the upsampling stages both have; the rest fresh."
+    new = Predictor(scale, predictor.config['channels'], predictor.config['n_blocks'])
+    sd = new.state_dict()
+    sd.update({k: v for k, v in predictor.state_dict().items() if k in sd and sd[k].shape == v.shape})
+    new.load_state_dict(sd)
+    return new.to(next(predictor.parameters()).device)
 
 # %% ../nbs/05b_predictor.ipynb #a4a4e84a
 class PredictorLoss(nn.Module):

@@ -4,13 +4,14 @@
 
 # %% ../nbs/08c_volume3d.ipynb #71bcbafd
 from __future__ import annotations
+import sys
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
 from .errors import InputError
-from .io import VolumeMeta, IntensityScaling, open_volume
+from .io import VolumeMeta, IntensityScaling, open_volume, with_intensity, describe_scaling
 from .data import degrade3d, upsample3d, cubic_along, default_scaling
 from .infer import (SRModel, TiledDenoiser, as_model, check_mode, predict, _volume_job, _model_digest, _slice_seed,
                           _writers, _run_groups)
@@ -204,7 +205,8 @@ def super_resolve_volume3d(model, # an `SRModel` (or a bare `GaussianDiffusion`)
                            n_samples:int=1, # mode 'mean': mean and standard deviation of that many samples
                            std_output=None, # where the std goes (default: `{output stem}_std.tif`)
                            seed:int=0, precision:str='auto',
-                           scaling:IntensityScaling|None=None, # grey values <-> [-1, 1]; default `sr3xct.data.default_scaling`
+                           scaling:IntensityScaling|None=None, # grey values <-> [-1, 1]; default `sr3xct.data.default_scaling` of the whole input
+                           window:tuple|None=None, # (low, high): the scan's window set by hand (no `scaling`); default its robust percentiles
                            simulate_lr:bool=False, # the input is HR: average `scale`^3 blocks first
                            overwrite:bool=False, progress:bool=True,
                            start:float|None=None, # where sampling starts in the schedule (None: the model's)
@@ -220,13 +222,14 @@ def super_resolve_volume3d(model, # an `SRModel` (or a bare `GaussianDiffusion`)
               sampler=sampler, eta=eta, n_samples=n_samples, precision=precision, start=start, margin=halo // 2)
     with open_volume(inp) as reader:
         if reader.meta.ndim != 3: raise InputError(inp, 'a 2D image: isotropic SR needs a volume (super-resolve it in-plane)')
-        scaling = scaling or default_scaling(reader)
+        scaling = scaling or default_scaling(reader, window=window, scale=scale if simulate_lr else 1, degradation='3d')
+        if progress and rank == 0: print(describe_scaling(scaling), file=sys.stderr)
         plan = _plan3d(model, reader, inp, scale, slab, halo, simulate_lr, {**kw, 'orientations': list(orientations), 'scaling': scaling.to_dict()})
-        meta = replace(reader.meta) if simulate_lr else isotropic_meta(reader.meta, scale)   # simulated LR: the input's voxels are the output's
+        meta = with_intensity(replace(reader.meta) if simulate_lr else isotropic_meta(reader.meta, scale), scaling)   # simulated LR: the input's voxels are the output's
         writers = _writers(out, std, plan['shape'], meta, plan['fingerprint'], 0, scaling, overwrite, rank, n_samples)
         computed = _run_slabs(model, reader, writers, plan, scaling, scale, simulate_lr, kw, progress, rank, world)
     barrier()
     if rank == 0:
         for w in writers: w.finish()
     barrier()
-    return {'output': out, 'std': std, 'slices': plan['shape'][0], 'computed': computed, 'mode': mode}
+    return {'output': out, 'std': std, 'slices': plan['shape'][0], 'computed': computed, 'mode': mode, 'scaling': scaling}
