@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sr3xct.data import degrade, upsample, VolumePatchDataset
-from sr3xct.io import read_volume, IntensityScaling
+from sr3xct.data import degrade, upsample, VolumePatchDataset, default_scaling
+from sr3xct.io import read_volume
 from sr3xct.metrics import compare
 from sr3xct.report import curves
 from sr3xct.demo import headline
@@ -33,7 +33,6 @@ BLOCKS = {'sandstone': ('sandstone_porespybinder_50x250x250_u8.tif', slice(40, 5
           'soil': ('soil_beanbucket_pnnl_100x500x500_u8.tif', slice(80, 100, 4))}     # every 4th of the 20 held-out slices
 TRAIN = {'sandstone': slice(0, 40), 'soil': slice(0, 80)}
 TUNE = {'sandstone': slice(34, 38), 'soil': slice(70, 80, 4)}   # training-side slices for choosing sampler settings, never the test
-SC = IntensityScaling.from_dtype('uint8')
 
 
 def cpu_name() -> str:
@@ -42,18 +41,19 @@ def cpu_name() -> str:
 
 
 def held_out(scale:int, which:dict|None=None) -> dict:
-    "{block: (hr uint8 (Z, H, W) cropped to a multiple of scale, lr tensor (Z, 1, h, w) in [-1, 1])}."
+    "{block: (hr uint8 (Z, H, W) cropped to a multiple of scale, lr tensor (Z, 1, h, w) in [-1, 1], its intensity scaling)}: the scan's window of the LR, as `sr3xct infer` takes it."
     out = {}
     for name, (f, sl) in BLOCKS.items():
         if which is not None: sl = which[name]
         hr = read_volume(SHARED / 'data' / f)[0][sl]
         H, W = (hr.shape[1] // scale) * scale, (hr.shape[2] // scale) * scale
         hr = np.ascontiguousarray(hr[:, :H, :W])
-        out[name] = (hr, degrade(torch.from_numpy(SC.forward(hr))[:, None], scale))
+        sc = default_scaling(hr, name, scale=scale)   # the window of the block's LR (what a user's LR file gets)
+        out[name] = (hr, degrade(torch.from_numpy(sc.forward(hr))[:, None], scale), sc)
     return out
 
 
-def to_u8(x:torch.Tensor) -> np.ndarray: return SC.inverse(x[:, 0].float().clamp(-1, 1).cpu().numpy())
+def to_u8(sc, x:torch.Tensor) -> np.ndarray: return sc.inverse(x[:, 0].float().clamp(-1, 1).cpu().numpy())
 
 
 def scores(images:dict, hr:np.ndarray) -> dict:
@@ -147,22 +147,22 @@ def main(argv=None):
     print(f'# predict-and-refine on held-out real CT, x{a.scale}\n\n{cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}\n')
     model = load_model(a.model, a.scale)
     if a.tune_start:
-        for block, (hr, lr) in held_out(a.scale, TUNE).items():
-            imgs = {'fidelity': to_u8(super_resolve(model, lr, a.scale, mode='fidelity'))}
+        for block, (hr, lr, sc) in held_out(a.scale, TUNE).items():
+            imgs = {'fidelity': to_u8(sc, super_resolve(model, lr, a.scale, mode='fidelity'))}
             for st in (float(x) for x in a.tune_start.split(',')):
-                imgs[f'start {st:g}'] = to_u8(super_resolve(model, lr, a.scale, steps=a.steps, mode='realism', start=st, tile=a.tile,
+                imgs[f'start {st:g}'] = to_u8(sc, super_resolve(model, lr, a.scale, steps=a.steps, mode='realism', start=st, tile=a.tile,
                                                            generator=torch.Generator().manual_seed(0)))
             print(f'## tuning: {block} slices {TUNE[block].start}-{TUNE[block].stop - 1} (trained on), realism by start\n\n{markdown(scores(imgs, hr))}\n', flush=True)
     others = {k: load_model(v, a.scale) for k, v in (s.split('=', 1) for s in a.checkpoint)}
     data, result = held_out(a.scale), {'cpu': cpu_name(), 'scale': a.scale, 'blocks': {}}
-    for block, (hr, lr) in ({} if a.skip_model else data).items():
+    for block, (hr, lr, sc) in ({} if a.skip_model else data).items():
         g = lambda: torch.Generator().manual_seed(0)
-        imgs = {'bicubic': to_u8(upsample(lr, a.scale))}
-        if 'fidelity' in model.modes: imgs['fidelity'] = to_u8(super_resolve(model, lr, a.scale, mode='fidelity'))
+        imgs = {'bicubic': to_u8(sc, upsample(lr, a.scale))}
+        if 'fidelity' in model.modes: imgs['fidelity'] = to_u8(sc, super_resolve(model, lr, a.scale, mode='fidelity'))
         kw = dict(steps=a.steps, tile=a.tile, generator=g())
-        imgs['realism'] = to_u8(super_resolve(model, lr, a.scale, mode='realism', **kw))
-        imgs[f'mean of {a.n_samples}'] = to_u8(super_resolve(model, lr, a.scale, mode='mean', n_samples=a.n_samples, **kw)[0])
-        for k, m in others.items(): imgs[k] = to_u8(super_resolve(m, lr, a.scale, **kw))
+        imgs['realism'] = to_u8(sc, super_resolve(model, lr, a.scale, mode='realism', **kw))
+        imgs[f'mean of {a.n_samples}'] = to_u8(sc, super_resolve(model, lr, a.scale, mode='mean', n_samples=a.n_samples, **kw)[0])
+        for k, m in others.items(): imgs[k] = to_u8(sc, super_resolve(m, lr, a.scale, **kw))
         rows = scores(imgs, hr)
         print(f'## {block} (held out, {hr.shape[0]} slices of {hr.shape[1]}x{hr.shape[2]})\n\n{markdown(rows)}\n', flush=True)
         result['blocks'][block] = rows
@@ -172,8 +172,8 @@ def main(argv=None):
         for name, make in runs.items():
             for seed in range(a.seeds):
                 net = make(); it, s = train_for(net, a.scale, a.train_minutes, seed)
-                for block, (hr, lr) in data.items():
-                    rows = scores({'x': to_u8(run_net(net, lr))}, hr)
+                for block, (hr, lr, sc) in data.items():
+                    rows = scores({'x': to_u8(sc, run_net(net, lr))}, hr)
                     for k, v in rows.items(): short[block].setdefault(k, {}).setdefault(name, []).append(v['x'])
                 print(f'{name} seed {seed}: {it} iterations in {s:.0f} s', flush=True)
         for block, rows in short.items():

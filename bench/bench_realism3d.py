@@ -26,15 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.stats import wasserstein_distance
-from sr3xct.io import read_volume, IntensityScaling
-from sr3xct.data import degrade3d, upsample3d
+from sr3xct.io import read_volume
+from sr3xct.data import degrade3d, upsample3d, default_scaling
 from sr3xct.metrics import (plane_psnr, hf_power_fraction, otsu_threshold, pore_mask, pore_size_distribution,
                             euler_characteristic, two_point_along, psnr)
 from sr3xct.models import load_model, packaged_models
 from sr3xct.volume3d import fidelity3d, refine3d
 from sr3xct.infer import SRModel
 
-SC = IntensityScaling.from_dtype('uint8')
 SCORED = slice(16, 36)   # HR slices 80-99 of the block 64-99
 
 
@@ -47,8 +46,9 @@ def block(path, size):
     vol = read_volume(path)[0]
     y0 = (vol.shape[1] - size) // 2 // 4 * 4
     hr = np.ascontiguousarray(vol[64:100, y0:y0 + size, y0:y0 + size])
-    lr = torch.from_numpy(SC.forward(SC.inverse(degrade3d(torch.from_numpy(SC.forward(hr)), 4).numpy())))
-    return hr, lr
+    sc = default_scaling(hr, scale=4, degradation='3d')   # the window of the LR volume, as `sr3xct infer` takes it
+    lr = torch.from_numpy(sc.forward(sc.inverse(degrade3d(torch.from_numpy(sc.forward(hr)), 4).numpy())))
+    return hr, lr, sc
 
 
 def scores(sr, hr, t, seconds):
@@ -101,7 +101,7 @@ def main():
     a = ap.parse_args()
     if not Path(a.data).is_file(): print(f'{a.data}: not found (the shared data is not beside this clone); nothing measured'); return
     torch.set_num_threads(a.threads)
-    hr, lr = block(a.data, a.size)
+    hr, lr, sc = block(a.data, a.size)
     x4 = load_model(scale=4)
     p3d = None
     if a.predictor3d or 'x4_3d' in packaged_models():
@@ -119,7 +119,7 @@ def main():
     rows = {}
     for name, f in variants(x4, p3d, plain, lr, a.steps).items():
         sr, s = timed(f)
-        rows[name] = scores(SC.inverse(sr.float().clamp(-1, 1).numpy())[SCORED], hs, t, s)
+        rows[name] = scores(sc.inverse(sr.float().clamp(-1, 1).numpy())[SCORED], hs, t, s)
         print(f'{name}: {rows[name]["psnr"]:.2f} dB, {s:.1f} s', flush=True)
     head = (f'soil slices 80-99 (scored; computed on 64-99), {a.size}x{a.size}, LR 4x4x4 block average, {a.steps} steps; '
             f'{cpu_name()}, {a.threads} thread(s), torch {torch.__version__}; HR Euler characteristic {euler_characteristic(pore_mask(hs, t))}')

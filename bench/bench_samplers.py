@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from sr3xct.demo import demo_data, lr_of, SCALE
-from sr3xct.data import synthetic_soil
-from sr3xct.io import read_volume, IntensityScaling
+from sr3xct.data import synthetic_soil, default_scaling
+from sr3xct.io import read_volume
 from sr3xct.infer import super_resolve, tile_starts
 from sr3xct.models import load_diffusion
 from sr3xct.metrics import psnr, ssim, bicubic_upsample
@@ -92,7 +92,6 @@ def main(argv=None):
     scale = info['scale']
     tile = a.tile or info['image_size']
     prec = Precision(a.precision, device).kind
-    sc = IntensityScaling.from_dtype('uint8')
     rows = rows_of(a)
     with tempfile.TemporaryDirectory() as tmp: sets = test_sets(tmp, a.slices, a.size, scale)
     sets = {k: v for k, v in sets.items() if k in a.sets}
@@ -106,6 +105,7 @@ def main(argv=None):
                   generator=torch.Generator(device).manual_seed(0), precision=a.precision)
     tables = []
     for name, (hr, lr, note) in sets.items():
+        sc = default_scaling(lr, name)                                   # the LR's window, as `sr3xct infer` takes it
         lr_t = sc.forward(torch.from_numpy(lr))[:, None]                # (n, 1, h, w) in [-1, 1]
         secs = {r[0]: [] for r in rows}; secs['bicubic'] = []
         outs = {r[0]: np.empty_like(hr) for r in rows}

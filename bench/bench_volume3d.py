@@ -16,8 +16,8 @@ import argparse, json, time
 from pathlib import Path
 import numpy as np
 import torch
-from sr3xct.io import read_volume, IntensityScaling
-from sr3xct.data import degrade3d, upsample3d
+from sr3xct.io import read_volume
+from sr3xct.data import degrade3d, upsample3d, default_scaling
 from sr3xct.metrics import plane_psnr, hf_power_fraction
 from sr3xct.models import load_model
 from sr3xct.volume3d import fidelity3d
@@ -80,11 +80,10 @@ def main():
     torch.set_num_threads(a.threads)
     vol, _ = read_volume(a.data)
     model = load_model(scale=4)
-    sc = IntensityScaling.from_dtype('uint8')
     res = {}
     for name, z0 in (('last 36 slices (64-99)', 64), ('last 20 slices (80-99, never trained on)', 80)):
         hr = block(vol, z0, a.size)
-        res[name], lr = run(hr, model, sc)
+        res[name], lr = run(hr, model, default_scaling(hr, scale=4, degradation='3d'))   # the LR's window, as `sr3xct infer` takes it
         print(f'\n### {name}, HR {hr.shape}\n\n' + table(res[name]), flush=True)
         if z0 == 64:
             res['halo'] = halo_check(lr, model)

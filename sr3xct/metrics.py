@@ -12,8 +12,8 @@ from .errors import InputError
 from .losses import ssim_map
 
 # %% auto #0
-__all__ = ['METRICS', 'check_image', 'check_same', 'psnr', 'ssim', 'otsu_threshold', 'pore_mask', 'porosity', 'local_thickness',
-           'pore_size_distribution', 'default_r_max', 'two_point_correlation', 'two_point_along',
+__all__ = ['METRICS', 'check_image', 'check_same', 'psnr', 'ssim', 'otsu_threshold', 'hr_threshold', 'pore_mask', 'porosity',
+           'local_thickness', 'pore_size_distribution', 'default_r_max', 'two_point_correlation', 'two_point_along',
            'specific_surface_area', 'euler_characteristic', 'plane_psnr', 'hf_power_fraction', 'isotropy',
            'bicubic_upsample', 'tricubic_upsample', 'upsample_baseline', 'compare', 'to_markdown']
 
@@ -80,6 +80,16 @@ def otsu_threshold(image, # grey image or volume
     if a.dtype == bool: raise InputError(name, 'already binary; no threshold needed')
     if a.min() == a.max(): raise InputError(name, f'constant image (all {a.flat[0]}): Otsu threshold undefined; give the threshold (threshold=, or --threshold)')
     return float(filters.threshold_otsu(a))
+
+def hr_threshold(hr, # the HR image or volume SR is scored against
+                 threshold:float|None=None, # default: Otsu of `hr`
+                ) -> float:
+    """`threshold` moved to the middle of the gap between the grey levels of `hr` around it: it classifies `hr` exactly as
+    `threshold` does, and a quantised HR's level at the threshold no longer decides an SR's porosity."""
+    a = check_image(hr, 'hr')
+    t = otsu_threshold(a, 'hr') if threshold is None else float(threshold)
+    below, above = a[a <= t], a[a > t]
+    return (float(below.max()) + float(above.min())) / 2 if below.size and above.size else t
 
 def pore_mask(image, # boolean pore mask, or grey image/volume
               threshold:float|None=None, # grey level between pore and solid; None: Otsu of this image
@@ -327,7 +337,7 @@ def compare(sr, # super-resolved image/volume
             lr=None, # low-resolution input (h, w) / (Z, h, w), or (Z/s, h, w): adds the bicubic (tricubic) column
             scale:int|None=None, # the factor (checked against lr's shape; inferred when None)
             data_range:float|None=None, # for PSNR/SSIM; default: full range of hr's integer dtype
-            threshold:float|None=None, # pore/solid grey level; default: Otsu of hr
+            threshold:float|None=None, # pore/solid grey level; default: Otsu of hr, mid-way between its grey levels (`hr_threshold`)
             pore:str='dark', # 'dark' or 'bright' pores
             voxel_size:float=1.0) -> dict: # lengths in this unit
     "Every metric for bicubic (when `lr` is given) vs SR vs HR: `{'columns', 'metrics': {name: {column: value}}, ...}`."
@@ -339,7 +349,7 @@ def compare(sr, # super-resolved image/volume
         scale, imgs[name] = s, up
     imgs['sr'], imgs['hr'] = sr, hr
     dr = _data_range(hr, data_range)
-    t = otsu_threshold(hr, 'hr') if threshold is None else float(threshold)
+    t = hr_threshold(hr) if threshold is None else float(threshold)
     rows = {k: {} for k in METRICS}
     for c, img in imgs.items():
         rows['psnr'][c] = None if c == 'hr' else psnr(img, hr, dr)
