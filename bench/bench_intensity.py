@@ -33,6 +33,7 @@ from sr3xct.models import load_model, super_resolve_array
 
 SHARED = Path(os.environ.get('SR3XCT_SHARED', Path(__file__).resolve().parents[2] / 'shared'))
 BLOCKS = {'soil': ('soil_beanbucket_pnnl_100x500x500_u8.tif', 80, 100), 'sandstone': ('sandstone_porespybinder_50x250x250_u8.tif', 40, 50)}
+TUNE = {'soil': ('soil_beanbucket_pnnl_100x500x500_u8.tif', 70, 80), 'sandstone': ('sandstone_porespybinder_50x250x250_u8.tif', 34, 38)}   # trained on: for choosing, never the test
 GAIN_GOAL = {'soil': 1.5, 'sandstone': 0.75}
 # storage name -> (dtype, a, b): stored = a * v + b for 8-bit grey value v
 STORAGES = {'uint8': ('uint8', 1.0, 0.0), 'uint16 x257': ('uint16', 257.0, 0.0), 'uint16 narrow': ('uint16', 40.0, 20000.0),
@@ -44,9 +45,9 @@ def cpu_name() -> str:
     except (OSError, StopIteration): return platform.processor() or 'unknown CPU'
 
 
-def held_out(name:str, scale:int, step:int) -> np.ndarray:
+def held_out(name:str, scale:int, step:int, blocks:dict=BLOCKS) -> np.ndarray:
     "The held-out HR block (Z, H, W) as float64 8-bit grey values, cropped to a multiple of `scale`."
-    f, a, b = BLOCKS[name]
+    f, a, b = blocks[name]
     hr = read_volume(SHARED / 'data' / f)[0][a:b:step if name == 'soil' else 1]
     H, W = hr.shape[1] // scale * scale, hr.shape[2] // scale * scale
     return hr[:, :H, :W].astype(np.float64)
@@ -168,11 +169,12 @@ def main():
     ap.add_argument('--realism', action='store_true', help='also the porosity table with one realism sample (slow)')
     ap.add_argument('--soil-step', type=int, default=4, help='every n-th held-out soil slice (default 4: 5 slices)')
     ap.add_argument('--tables', default='storage,degradation,porosity')
+    ap.add_argument('--tune', action='store_true', help='score training-side slices (sandstone 34-37, soil 70-79) instead: for choosing a model or setting')
     ap.add_argument('--json', help='save every figure here')
     a = ap.parse_args()
     if not (SHARED / 'data').is_dir(): sys.exit(f'{SHARED / "data"}: not found (set SR3XCT_SHARED)')
     model = load_model(a.model, a.scale)
-    hr = {n: held_out(n, a.scale, a.soil_step) for n in BLOCKS}
+    hr = {n: held_out(n, a.scale, a.soil_step, TUNE if a.tune else BLOCKS) for n in BLOCKS}
     print(f'# bench_intensity: x{a.scale}, model {model.info.get("path")}; {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}')
     res, tables = {}, a.tables.split(',')
     if 'storage' in tables:

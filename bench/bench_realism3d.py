@@ -28,7 +28,7 @@ import torch
 from scipy.stats import wasserstein_distance
 from sr3xct.io import read_volume
 from sr3xct.data import degrade3d, upsample3d, default_scaling
-from sr3xct.metrics import (plane_psnr, hf_power_fraction, otsu_threshold, pore_mask, pore_size_distribution,
+from sr3xct.metrics import (plane_psnr, hf_power_fraction, hr_threshold, pore_mask, pore_size_distribution,
                             euler_characteristic, two_point_along, psnr)
 from sr3xct.models import load_model, packaged_models
 from sr3xct.volume3d import fidelity3d, refine3d
@@ -115,7 +115,7 @@ def main():
         print(f'plain CNN: {it} iterations of batch 16 in {s / 60:.1f} min', flush=True)
         plain = SRModel(4, net.eval().requires_grad_(False), degradation='3d')
     hs = hr[SCORED]
-    t = otsu_threshold(hs)
+    t = hr_threshold(hs)   # Otsu of HR, between its grey levels (the soil is quantised)
     rows = {}
     for name, f in variants(x4, p3d, plain, lr, a.steps).items():
         sr, s = timed(f)

@@ -28,7 +28,7 @@ def test_prepare_layout_and_json(prepared, soil):
     info = json.loads((prepared / 'prepare.json').read_text())
     assert info['count'] == 2 * 4 and (info['l_res'], info['r_res'], info['bits']) == (8, 32, 8)
     assert sorted(p.name for p in (prepared / 'sr_8_32').iterdir()) == [f'{i:05d}.png' for i in range(8)]
-    assert info['scalings'][0]['method'] == 'dtype'
+    assert info['scalings'][0]['method'] == 'scan'   # the scan's window, as the models see it
     ds = PairedFolderDataset(prepared)
     lr, cond, hr = ds[7]
     assert lr.shape == (1, 8, 8) and cond.shape == hr.shape == (1, 32, 32)
@@ -53,7 +53,7 @@ def test_prepare_axes_stride_max_patches(tmp_path, soil):
 def test_prepare_16bit_and_float(tmp_path):
     f = synthetic_soil((2, 32, 32), seed=1, dtype='float32')
     info = prepare(f, tmp_path / 'f', scale=2, patch=16)
-    assert info['bits'] == 16 and info['scalings'][0]['method'] == 'percentiles'
+    assert info['bits'] == 16 and info['scalings'][0]['method'] == 'scan'
     with Image.open(tmp_path / 'f' / 'hr_16' / '00000.png') as im: assert im.mode.startswith('I;16')
     with pytest.raises(InputError, match='bits: must be 8 or 16'):
         prepare(f, tmp_path / 'g', scale=2, patch=16, bits=12)

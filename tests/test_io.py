@@ -286,7 +286,7 @@ def test_scaling_percentiles_and_dict():
     np.testing.assert_allclose([sc.low, sc.high], np.percentile(a, [1, 99]))
     assert (sc.dtype, sc.method, sc.percentiles) == ('uint16', 'percentiles', (1.0, 99.0))
     d = sc.to_dict()
-    assert d == {'dtype': 'uint16', 'low': sc.low, 'high': sc.high, 'method': 'percentiles', 'percentiles': [1.0, 99.0]}
+    assert d == {'dtype': 'uint16', 'low': sc.low, 'high': sc.high, 'method': 'percentiles', 'percentiles': [1.0, 99.0], 'window': None}
     assert IntensityScaling.from_dict(d) == sc
     y = sc.forward(a)
     assert -1 <= y.min() and y.max() <= 1 and np.isclose(np.mean(y <= -1), 0.01, atol=0.005)

@@ -104,9 +104,9 @@ def test_train_init_finetunes_a_model_file(tiny, tmp_path):
     assert m.modes == ('fidelity', 'realism', 'mean') and m.diffusion.n_timestep == 100
     assert all(torch.equal(a, b) for a, b in zip(m.predictor.state_dict().values(), ref.predictor.state_dict().values()))
     assert not all(torch.equal(a, b) for a, b in zip(m.diffusion.model.state_dict().values(), ref.diffusion.model.state_dict().values()))
-    rc, _, err = run('train', '-c', 'train/24_96/predictor_x4', '--init', tiny / 'tiny.safetensors', '--set', 'data.scale=8',
-                     '--set', f'out_dir={tmp_path}/run2')
-    assert rc == 2 and 'trained for scale 4, but scale 8' in err and not (tmp_path / 'run2').exists()
+    rc, _, err = run('train', '-c', 'train/16_64/refine_x4', '--init', tiny / 'tiny.safetensors', '--set', 'data.scale=8',
+                     '--set', f'out_dir={tmp_path}/run2')   # a refiner of another scale needs that scale's predictor
+    assert rc == 2 and 'is a x4 refiner; for data.scale 8 set diffusion.base' in err and not (tmp_path / 'run2').exists()
 
 
 def test_array_api_keeps_dtype(tiny):

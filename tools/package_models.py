@@ -1,7 +1,10 @@
 """Write a packaged model `sr3xct/pretrained/x{SCALE}.safetensors` (or, --isotropic, `x{SCALE}_3d`): the EMA weights of a
-predictor run and of a refiner run (the refiner diffuses HR - P(LR) of that scale's predictor).
+predictor run with a refiner (the refiner diffuses HR - P(LR) at HR resolution, so one of any scale serves; the shipped
+models all carry the x4 refiner of `train/16_64/refine_x4`, see the model cards).
 
-    python tools/package_models.py SCALE PREDICTOR_CHECKPOINT REFINER_CHECKPOINT [--isotropic] [--out FILE]
+    python tools/package_models.py SCALE PREDICTOR_CHECKPOINT REFINER [--isotropic] [--out FILE]
+
+REFINER: a refiner run's checkpoint or a model file holding one (e.g. `sr3xct/pretrained/x4.safetensors`).
 
 `bash tools/retrain_packaged.sh` trains every run and calls this; the model cards (`sr3xct/pretrained/*.md`) say how the shipped
 files were trained and what they measure on held-out data.
@@ -20,7 +23,7 @@ def main():
     ap.add_argument('--isotropic', action='store_true', help='the predictor trained with data.degradation 3d: writes x{SCALE}_3d')
     ap.add_argument('--out', help='where to write (default: sr3xct/pretrained/x{SCALE}[_3d].safetensors)')
     a = ap.parse_args()
-    pred, ref = load_model(a.predictor, a.scale), load_model(a.refiner, a.scale)
+    pred, ref = load_model(a.predictor, a.scale), load_model(a.refiner)   # the refiner: of any scale
     if pred.predictor is None: ap.error(f'{a.predictor}: holds no predictor')
     if (pred.degradation == '3d') != a.isotropic:
         ap.error(f"{a.predictor}: trained with degradation {pred.degradation!r}; --isotropic needs '3d', x{a.scale} needs '2d'")
