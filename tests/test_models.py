@@ -83,11 +83,13 @@ def test_packaged_x4_3d_beats_tricubic_on_a_held_out_block(shared):
 
 def test_models_lists_packaged_models_and_cards():
     rc, out, _ = run('models')
-    assert rc == 0 and out.startswith('x4  x4  in-plane') and 'x4_3d  x4  isotropic 3D' in out
-    rc, out, _ = run('models', '--card', 'x4_3d')
-    assert rc == 0 and 'held-out' in out
-    rc, out, _ = run('models', '--card', 'x4')
-    assert rc == 0 and 'held-out' in out
+    lines = out.splitlines()
+    assert rc == 0 and [l.split()[0] for l in lines] == sorted(packaged_models())
+    for s in (2, 4, 8):
+        assert any(l.startswith(f'x{s}  x{s}  in-plane') for l in lines) and any(l.startswith(f'x{s}_3d  x{s}  isotropic 3D') for l in lines)
+    for name in packaged_models():   # every packaged model has a card with its held-out figures
+        rc, out, _ = run('models', '--card', name)
+        assert rc == 0 and 'held-out' in out.lower(), name
     rc, _, err = run('models', '--card', 'x3')
     assert rc == 2 and "no model card 'x3'" in err
 
