@@ -487,13 +487,8 @@ def from_percentiles(cls:IntensityScaling, array, # data whose grey levels set t
                      name=None, # the file or argument the data came from, for messages (default: a reader's path)
                     ) -> IntensityScaling:
     "The window between two percentiles of `array` (of a regular subsample when it is large)."
-    if not 0 <= low < high <= 100: raise InputError('percentiles', f'need 0 <= low < high <= 100, got {low}, {high}')
-    where = name or getattr(array, 'path', 'array')
-    a = check_finite(_sample_values(array), where)
-    lo, hi = np.percentile(a, [low, high])
-    if hi <= lo: raise InputError(where, f'percentiles {low}..{high} span no grey levels (constant data at {lo}): '
-                                         'no intensity window to scale to [-1, 1]')
-    return cls(dtype or a.dtype, lo, hi, 'percentiles', (low, high))
+    lo, hi = scan_window(array, (low, high), name)
+    return cls(dtype or array.dtype, lo, hi, 'percentiles', (float(low), float(high)))
 
 WINDOW_HALF = 0.5   # a scan's window [low, high] maps onto [-0.5, 0.5]: room for HR grey values beyond the LR's range
 
