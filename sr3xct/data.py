@@ -240,9 +240,9 @@ def _lr_sample(volume, scale:int, degradation:str) -> np.ndarray:
     n, s = volume.shape[0], scale if degradation == '3d' else 1
     out = []
     for z in _sample_slices(max(n // s, 1)):
-        hr = np.stack([get(int(k)) for k in range(z * s, min(z * s + s, n))]).astype(np.float32)
-        h, w = hr.shape[1] // scale * scale, hr.shape[2] // scale * scale
-        out.append(hr[:, :h, :w].mean(0).reshape(h // scale, scale, w // scale, scale).mean((1, 3)))
+        hr = torch.from_numpy(np.stack([get(int(k)) for k in range(z * s, min(z * s + s, n))]).astype(np.float32))
+        hr = hr[:, :hr.shape[1] // scale * scale, :hr.shape[2] // scale * scale]
+        out.append(degrade(hr.mean(0), scale).numpy())   # the mean of the slice group, block-averaged: the 3D block average
     return np.stack(out)
 
 def default_scaling(volume, # a (Z, Y, X) volume or 2D image (array or open `VolumeReader`): an LR scan, or (`scale` > 1) an HR one
