@@ -7,7 +7,8 @@ Interleaved runs, medians and ratios (the machine may be shared: compare ratios,
 import argparse, statistics, time
 import torch
 import torch.nn.functional as F
-from sr3xct.data import synthetic_soil, VolumePatchDataset, degrade
+from sr3xct.data import synthetic_soil, VolumePatchDataset
+from sr3xct.resample import degrade
 from sr3xct.augment import PairedAugment
 
 

@@ -29,7 +29,8 @@ from sr3xct.io import read_volume
 from sr3xct.metrics import psnr, otsu_threshold, hr_threshold, euler_characteristic, bicubic_upsample
 from sr3xct.report import curves
 from sr3xct.demo import headline
-from sr3xct.models import load_model, super_resolve_array
+from sr3xct.models import load_model
+from sr3xct.arrays import super_resolve_array
 
 SHARED = Path(os.environ.get('SR3XCT_SHARED', Path(__file__).resolve().parents[2] / 'shared'))
 BLOCKS = {'soil': ('soil_beanbucket_pnnl_100x500x500_u8.tif', 80, 100), 'sandstone': ('sandstone_porespybinder_50x250x250_u8.tif', 40, 50)}

@@ -18,7 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sr3xct.data import degrade, upsample, VolumePatchDataset, default_scaling
+from sr3xct.data import VolumePatchDataset, default_scaling
+from sr3xct.resample import degrade, upsample
 from sr3xct.io import read_volume
 from sr3xct.metrics import compare
 from sr3xct.report import curves
@@ -53,7 +54,10 @@ def held_out(scale:int, which:dict|None=None) -> dict:
     return out
 
 
-def to_u8(sc, x:torch.Tensor) -> np.ndarray: return sc.inverse(x[:, 0].float().clamp(-1, 1).cpu().numpy())
+def to_u8(sc, x) -> np.ndarray:
+    "The SR (or the first of `super_resolve`'s `(mean, std)`) as the input's grey values."
+    x = x[0] if isinstance(x, tuple) else x
+    return sc.inverse(x[:, 0].float().clamp(-1, 1).cpu().numpy())
 
 
 def scores(images:dict, hr:np.ndarray) -> dict:

@@ -27,12 +27,14 @@ import numpy as np
 import torch
 from scipy.stats import wasserstein_distance
 from sr3xct.io import read_volume
-from sr3xct.data import degrade3d, upsample3d, default_scaling
+from sr3xct.resample import degrade3d, upsample3d
+from sr3xct.data import default_scaling
 from sr3xct.metrics import (plane_psnr, hf_power_fraction, hr_threshold, pore_mask, pore_size_distribution,
                             euler_characteristic, two_point_along, psnr)
 from sr3xct.models import load_model, packaged_models
 from sr3xct.volume3d import fidelity3d, refine3d
-from sr3xct.infer import SRModel
+from sr3xct.models import SRModel
+from sr3xct.sampling import SamplingOptions
 
 SCORED = slice(16, 36)   # HR slices 80-99 of the block 64-99
 
@@ -74,7 +76,7 @@ def timed(f):
 def variants(x4, p3d, plain, lr, steps):
     "name -> thunk giving the whole block's SR volume in [-1, 1]."
     fid = lambda m: fidelity3d(m, lr, 4)
-    real = lambda m, o: (lambda: refine3d(m, fid(m), orientations=o, steps=steps))
+    real = lambda m, o: (lambda: refine3d(m, fid(m), SamplingOptions(steps=steps), o)[0])
     out = {'tricubic': lambda: upsample3d(lr, 4), 'fidelity x4': lambda: fid(x4),
            'realism x4, plane by plane': real(x4, ('yx',)), 'realism x4, alternating': real(x4, ('yx', 'zx', 'zy'))}
     if p3d is not None:

@@ -101,8 +101,8 @@ def main(argv=None):
           f'{a.batch_size} tiles per call; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores', flush=True)
 
     # warm-up (first-call allocations, kernel selection): one tile, one step
-    super_resolve(d, torch.zeros(1, 1, tile // scale, tile // scale), scale, tile, a.overlap, a.batch_size, 1, 'ddim',
-                  generator=torch.Generator(device).manual_seed(0), precision=a.precision)
+    super_resolve(d, torch.zeros(1, 1, tile // scale, tile // scale), scale, tile=tile, overlap=min(a.overlap, tile // 2), batch_size=a.batch_size,
+                  steps=1, generator=torch.Generator(device).manual_seed(0), precision=a.precision)
     tables = []
     for name, (hr, lr, note) in sets.items():
         sc = default_scaling(lr, name)                                   # the LR's window, as `sr3xct infer` takes it
@@ -116,9 +116,9 @@ def main(argv=None):
             for label, sampler, steps, eta, n in rows:
                 g = torch.Generator(device).manual_seed(a.seed * 1000 + i)
                 sync(); t = time.perf_counter()
-                res = super_resolve(d, lr_t[i:i + 1], scale, tile, a.overlap, a.batch_size, steps, sampler, eta, n, g, a.precision)
+                sr, _ = super_resolve(d, lr_t[i:i + 1], scale, tile=tile, overlap=min(a.overlap, tile // 2), batch_size=a.batch_size,
+                                      steps=steps, sampler=sampler, eta=eta, n_samples=n, generator=g, precision=a.precision)
                 sync(); secs[label].append(time.perf_counter() - t)
-                sr = res[0] if n > 1 else res
                 outs[label][i] = sc.inverse(sr[0, 0].float().cpu().numpy())
                 print(f'  {name} slice {i}: {label:28s} {secs[label][-1]:8.2f} s', flush=True)
         med = {k: statistics.median(v) for k, v in secs.items()}

@@ -7,7 +7,7 @@ random UNet (its cost is not what is measured), and super-resolves a uint16 LR v
 prints its peak resident set size (VmHWM) and the time (the table gives seconds per run and slices per second, the
 whole run: reading, sampling, writing, and the first network call's warm-up, so a small depth understates the
 steady rate). Two ways are compared in the same run, interleaved:
-- stream: `sr3xct.infer.super_resolve_volume` (slices read one at a time, written through the resumable writer);
+- stream: `sr3xct.volume_job.super_resolve_volume` (slices read one at a time, written through the resumable writer);
 - memory: the naive way: `read_volume` the whole input, super-resolve into one (Z, Y, X) array, `write_volume`;
 - stream-b1 (with `--modes`): stream with one tile per network call, to see what batching tiles/slices buys.
 The goal: stream's peak RSS at 128 slices within 10% of its peak at 8 slices. 2 threads.
@@ -25,7 +25,8 @@ torch.set_num_threads(2)
 from sr3xct.io import VolumeMeta, write_volume, read_volume, IntensityScaling
 from sr3xct.unet import UNet
 from sr3xct.diffusion import GaussianDiffusion
-from sr3xct.infer import super_resolve_volume, super_resolve
+from sr3xct.infer import super_resolve
+from sr3xct.volume_job import super_resolve_volume
 mode, z, lr_size, scale, steps, tile, tmp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 torch.manual_seed(0)
 net = UNet(inner_channel=4, norm_groups=2, channel_mults=[1, 1, 1, 1, 1], attn_res=[], res_blocks=1, image_size=tile, use_cross_attn=False).eval()
@@ -41,7 +42,7 @@ else:
     res = np.empty((vol.shape[0], vol.shape[1] * scale, vol.shape[2] * scale), np.float32)
     for i in range(0, len(vol), 4):   # 4 slices per call, as stream batches them (one 512 tile each)
         g = torch.Generator().manual_seed(i)
-        res[i:i + 4] = super_resolve(d, torch.from_numpy(sc.forward(vol[i:i + 4]))[:, None], scale, generator=g, **kw)[:, 0].numpy()
+        res[i:i + 4] = super_resolve(d, torch.from_numpy(sc.forward(vol[i:i + 4]))[:, None], scale, generator=g, **kw)[0][:, 0].numpy()
     write_volume(out, res, meta.scaled(scale), scaling=sc)
 dt = time.perf_counter() - t0
 hwm = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM')][0]

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from sr3xct.io import read_volume
-from sr3xct.data import degrade3d, upsample3d, default_scaling
+from sr3xct.resample import degrade3d, upsample3d
+from sr3xct.data import default_scaling
 from sr3xct.metrics import plane_psnr, hf_power_fraction
 from sr3xct.models import load_model
 from sr3xct.volume3d import fidelity3d

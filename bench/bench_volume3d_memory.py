@@ -1,4 +1,4 @@
-"""Peak memory and throughput of isotropic volume SR (`sr3xct.volume3d.super_resolve_volume3d` with the packaged
+"""Peak memory and throughput of isotropic volume SR (`sr3xct.volume_job.super_resolve_volume3d` with the packaged
 isotropic model, what `sr3xct infer` uses on volumes) at several depths: memory should not grow with the number of LR
 slices.
 
@@ -19,7 +19,7 @@ import sys, time, numpy as np, torch
 torch.set_num_threads(int(sys.argv[4]))
 from sr3xct.io import VolumeMeta, write_volume
 from sr3xct.models import load_model
-from sr3xct.volume3d import super_resolve_volume3d
+from sr3xct.volume_job import super_resolve_volume3d
 z, size, slab, tmp, mode, steps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[5], sys.argv[6], int(sys.argv[7])
 write_volume(f'{tmp}/lr.tif', np.random.default_rng(0).integers(0, 256, (z, size, size), dtype=np.uint8), VolumeMeta('uint8', 3))
 m = load_model(scale=4, isotropic=True)

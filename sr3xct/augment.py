@@ -11,7 +11,7 @@ from dataclasses import dataclass, asdict
 import torch
 from torch import Tensor
 from .errors import InputError
-from .data import upsample
+from .resample import upsample
 
 # %% ../nbs/02_augment.ipynb #964328e1
 @dataclass

@@ -105,7 +105,7 @@ def _add_average(sub):
 # %% ../nbs/11_cli.ipynb #4999ab8f
 def _add_infer_io(p):
     "`sr3xct infer` flags: the input, the output, the scale and the mode."
-    from sr3xct.infer import MODES
+    from sr3xct.sampling import MODES
     p.add_argument('--input', required=True, help='LR image or volume: a .tif or a folder of slice .tifs')
     p.add_argument('--output', required=True, help='SR .tif to write (the mean of the samples with --mode mean)')
     p.add_argument('--scale', type=int, choices=[2, 4, 8], help='factor (default: the checkpoint\'s; 4 for the packaged model)')
@@ -137,7 +137,7 @@ def _add_infer_compute(p):
     p.add_argument('--precision', choices=['auto', 'fp32', 'bf16', 'fp16'], help='autocast precision (default auto: bf16 where native)')
     p.add_argument('--threads', type=int, help="CPU threads (default: PyTorch's, the physical cores or OMP_NUM_THREADS)")
     p.add_argument('--tile', type=int, help="HR tile size of the diffusion (default: the network's training size)")
-    p.add_argument('--overlap', type=int, help='HR pixels blended between tiles (default 32)')
+    p.add_argument('--overlap', type=int, help='HR pixels blended between tiles (default 32, at most half the tile)')
     p.add_argument('--batch-size', type=int, help='tiles per network call (default 4)'); p.add_argument('--seed', type=int, help='sampling seed (default 0)')
 
 # %% ../nbs/11_cli.ipynb #9453b860
@@ -153,22 +153,24 @@ def _add_infer_volume(p):
                    'scan with air or a container in view (default: the 0.5-99.5 percentiles of the whole input); any dtype')
     p.add_argument('--overwrite', action='store_true', help='replace existing output files')
     p.add_argument('--no-progress', action='store_true', help='no progress bar')
-    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override an inference config key, e.g. eta=0.5')
+    p.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='override an inference config key, e.g. sampling.eta=0.5')
 
 # %% ../nbs/11_cli.ipynb #70fec4fa
-_INFER_FLAGS = ('scale', 'mode', 'start', 'steps', 'sampler', 'n_samples', 'device', 'precision', 'tile', 'overlap', 'batch_size', 'seed')
+_SAMPLING_FLAGS = ('mode', 'start', 'steps', 'sampler', 'n_samples', 'precision', 'tile', 'overlap', 'batch_size', 'seed')
 
 def _infer_config(args):
-    "The inference settings: the config (or the defaults), then `--set`, then the flags."
-    from sr3xct.config import load_config, InferenceConfig, from_dict, apply_overrides, check_ranges, _range_rules
+    "The inference settings: the config (or the defaults), then `--set`, then the flags, each value checked where its options are made."
+    from dataclasses import replace
+    from sr3xct.config import load_config, InferenceConfig, from_dict, apply_overrides
     cfg = load_config(args.config, args.set, cls=InferenceConfig) if args.config else \
-          check_ranges(from_dict(InferenceConfig, apply_overrides({}, args.set, InferenceConfig), '--set'), '--set')
-    for k in _INFER_FLAGS:
-        if getattr(args, k) is not None: setattr(cfg, k, getattr(args, k))
-    for key, value, ok, expected in _range_rules(cfg):   # the flags, checked like the config's own values
-        if not ok: raise InputError(f"--{key.replace('_', '-')}", f'must be {expected}, got {value!r}')
-    if cfg.mode == 'mean' and args.n_samples is None and cfg.n_samples < 2: cfg.n_samples = 4   # a mean needs several
-    return cfg
+          from_dict(InferenceConfig, apply_overrides({}, args.set, InferenceConfig), '--set')
+    flags = {k: getattr(args, k) for k in _SAMPLING_FLAGS if getattr(args, k) is not None}
+    if flags.get('mode', cfg.sampling.mode) == 'mean' and args.n_samples is None and cfg.sampling.n_samples < 2: flags['n_samples'] = 4   # a mean needs several
+    top = {k: getattr(args, k) for k in ('scale', 'device') if getattr(args, k) is not None}
+    try: return replace(cfg, sampling=replace(cfg.sampling, **flags), **top)
+    except InputError as e:   # a flag's value: name the flag
+        if e.path in {**flags, **top}: raise InputError(f"--{e.path.replace('_', '-')}", e.problem) from None
+        raise
 
 # %% ../nbs/11_cli.ipynb #0f27269a
 def _model_config(name) -> str|None:
@@ -210,11 +212,10 @@ def _isotropic(args) -> bool:
     return iso
 
 # %% ../nbs/11_cli.ipynb #4e66e144
-def _infer_kwargs(args, cfg) -> dict:
-    "The settings `super_resolve_volume` and `super_resolve_volume3d` share."
-    return dict(tile=cfg.tile, overlap=cfg.overlap, batch_size=cfg.batch_size, steps=cfg.steps, sampler=cfg.sampler, eta=cfg.eta,
-                n_samples=cfg.n_samples, std_output=args.std_output, seed=cfg.seed, precision=cfg.precision, simulate_lr=args.simulate_lr,
-                overwrite=args.overwrite, progress=not args.no_progress, mode=cfg.mode, start=cfg.start, window=args.window)
+def _job_options(args) -> dict:
+    "The volume-job options of `sr3xct infer` (`sr3xct.volume_job.JobOptions`)."
+    return dict(std_output=args.std_output, simulate_lr=args.simulate_lr, overwrite=args.overwrite, progress=not args.no_progress,
+                window=args.window)
 
 # %% ../nbs/11_cli.ipynb #7d398014
 def _infer_summary(res:dict, scale:int, iso:bool, model) -> str:
@@ -227,9 +228,8 @@ def _infer_summary(res:dict, scale:int, iso:bool, model) -> str:
 # %% ../nbs/11_cli.ipynb #56a9e60e
 def run_infer(args) -> int:
     "Run `sr3xct infer`."
-    from sr3xct.config import pick_device
-    from sr3xct.infer import super_resolve_volume
-    from sr3xct.volume3d import super_resolve_volume3d
+    from sr3xct.runtime import pick_device
+    from sr3xct.volume_job import super_resolve_volume, super_resolve_volume3d
     from sr3xct.runtime import init_distributed, close_distributed
     cfg = _infer_config(args)
     _infer_threads(args.threads)
@@ -239,9 +239,9 @@ def run_infer(args) -> int:
     try:
         iso = _isotropic(args)
         model, scale = _load_infer_model(args, cfg, pick_device(cfg.device, local), model_config, iso)
-        kw = _infer_kwargs(args, cfg)
-        res = super_resolve_volume3d(model, args.input, args.output, scale, slab=args.slab, **kw) if iso else \
-              super_resolve_volume(model, args.input, args.output, scale, axis=args.axis or 0, **kw)
+        job = _job_options(args)
+        res = super_resolve_volume3d(model, args.input, args.output, scale, slab=args.slab, options=cfg.sampling, **job) if iso else \
+              super_resolve_volume(model, args.input, args.output, scale, axis=args.axis or 0, options=cfg.sampling, **job)
         if rank == 0: print(_infer_summary(res, scale, iso, model), file=sys.stderr)
         ok = True
     finally: close_distributed(ok)
@@ -334,7 +334,7 @@ def _add_prepare(sub):
 def run_eval(args) -> int:
     "Run `sr3xct eval`: print the table, write the report."
     from sr3xct.report import evaluate
-    from sr3xct.metrics import to_markdown
+    from sr3xct.report import to_markdown
     table = evaluate(args.sr, args.hr, args.lr, args.out, args.threshold, args.pore, args.data_range, args.overwrite, std=args.std)
     print(to_markdown(table))
     print(f"wrote {', '.join(table['files']['report'])}", file=sys.stderr)

@@ -17,17 +17,32 @@ import yaml
 
 from .errors import InputError
 from .augment import AugmentConfig
-from .diffusion import SAMPLERS, SCHEDULES
+from .diffusion import SCHEDULES, check_sampling
+from .sampling import SamplingOptions
+from .runtime import pick_device
 from .model_config import read_yaml, safe_yaml
 
 # %% auto #0
-__all__ = ['ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'DataConfig', 'OptimConfig', 'LogConfig',
-           'ValConfig', 'TrainConfig', 'InferenceConfig', 'from_dict', 'to_dict', 'packaged_configs', 'resolve_config',
-           'check_ranges', 'apply_overrides', 'load_config', 'pick_device', 'build_loss', 'build_diffusion',
-           'build_predictor', 'load_base', 'synthetic_mix', 'build_dataset', 'val_batch', 'load_init', 'build_model',
-           'constructors', 'lock_run', 'build_callbacks', 'build_trainer']
+__all__ = ['check_rules', 'ModelConfig', 'DiffusionConfig', 'PredictorConfig', 'LossConfig', 'DataConfig', 'OptimConfig',
+           'LogConfig', 'ValConfig', 'TrainConfig', 'InferenceConfig', 'from_dict', 'to_dict', 'packaged_configs',
+           'resolve_config', 'apply_overrides', 'load_config', 'build_loss', 'build_diffusion', 'build_predictor',
+           'load_base', 'synthetic_mix', 'build_dataset', 'val_batch', 'load_init', 'build_model', 'constructors',
+           'lock_run', 'build_callbacks', 'build_trainer']
 
 # %% ../nbs/10_config.ipynb #16437186
+def check_rules(rules:list, # (key, value, ok, expected) for each value with a range
+               ):
+    "An `InputError` naming the first key whose value is out of its range (`__post_init__` of each config section)."
+    for key, value, ok, expected in rules:
+        if not ok: raise InputError(key, f'must be {expected}, got {value!r}')
+
+def _device_ok(name:str) -> bool:
+    return bool(re.fullmatch(r'auto|cpu|cuda(:\d+)?|mps', str(name)))
+
+def _template_ok(s:str) -> bool:
+    try: s.format(name='x'); return True
+    except (KeyError, IndexError, ValueError): return False
+
 @dataclass
 class ModelConfig:
     "UNet constructor arguments (`sr3xct.unet.UNet(**asdict(cfg))`)."
@@ -56,6 +71,8 @@ class DiffusionConfig:
     residual: bool = False  # diffuse hr - condition (the detail bicubic misses) instead of hr
     residual_scale: float = 1.0  # with residual: diffuse (hr - condition) / residual_scale
     base: str | None = None  # a predictor checkpoint (a `stage: predictor` run): refine P(LR) instead of bicubic
+
+    def __post_init__(self): check_rules([('schedule', self.schedule, self.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}")])
 
 # %% ../nbs/10_config.ipynb #f66d4189
 @dataclass
@@ -93,6 +110,12 @@ class DataConfig:
     num_workers: int = 0
     augment: AugmentConfig | None = None  # null: no augmentation
 
+    def __post_init__(self):
+        check_rules([('scale', self.scale, self.scale in (2, 4, 8), '2, 4 or 8'), ('patch', self.patch, self.patch >= 8, '>= 8'),
+                     ('batch_size', self.batch_size, self.batch_size >= 1, '>= 1'), ('length', self.length, self.length >= 1, '>= 1'),
+                     ('num_workers', self.num_workers, self.num_workers >= 0, '>= 0'), ('synthetic', self.synthetic, self.synthetic >= 0, '>= 0'),
+                     ('val_fraction', self.val_fraction, 0 <= self.val_fraction < 1, 'in [0, 1)')])
+
 # %% ../nbs/10_config.ipynb #fe10922a
 @dataclass
 class OptimConfig:
@@ -112,6 +135,15 @@ class OptimConfig:
     device: str = 'auto'             # auto | cpu | cuda | cuda:N
     threads: int | None = None       # torch.set_num_threads on CPU; null: leave PyTorch's default
 
+    def __post_init__(self):
+        check_rules([('lr', self.lr, self.lr > 0, '> 0'), ('n_iter', self.n_iter, self.n_iter >= 1, '>= 1'),
+                     ('betas', self.betas, len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), 'two numbers in [0, 1)'),
+                     ('weight_decay', self.weight_decay, self.weight_decay >= 0, '>= 0'), ('warmup', self.warmup, self.warmup >= 0, '>= 0'),
+                     ('eta_min_ratio', self.eta_min_ratio, 0 <= self.eta_min_ratio <= 1, 'in [0, 1]'),
+                     ('ema_decay', self.ema_decay, 0 <= self.ema_decay < 1, 'in [0, 1)'), ('grad_clip', self.grad_clip, self.grad_clip is None or self.grad_clip > 0, '> 0 or null'),
+                     ('nan_patience', self.nan_patience, self.nan_patience >= 1, '>= 1'), ('threads', self.threads, self.threads is None or self.threads >= 1, '>= 1 or null'),
+                     ('device', self.device, _device_ok(self.device), 'auto, cpu, cuda or cuda:N')])
+
 @dataclass
 class LogConfig:
     "How often to log, validate and save."
@@ -122,6 +154,10 @@ class LogConfig:
     tensorboard: bool = True
     progress: bool = True
 
+    def __post_init__(self):
+        check_rules([('print_freq', self.print_freq, self.print_freq >= 1, '>= 1'), ('save_freq', self.save_freq, self.save_freq >= 1, '>= 1'),
+                     ('val_freq', self.val_freq, self.val_freq >= 0, '>= 0 (0: no validation)'), ('keep_last', self.keep_last, self.keep_last >= 1, '>= 1')])
+
 @dataclass
 class ValConfig:
     "The fixed validation set and the fast sampler used on it."
@@ -130,6 +166,8 @@ class ValConfig:
     sampler: str = 'ddim'            # one of sr3xct.diffusion.SAMPLERS
     seed: int = 1
     start: float = 1.0               # where sampling starts (1: pure noise); recorded as the model's default
+
+    def __post_init__(self): check_sampling(self.steps, self.sampler, 0.0, 1, self.start)
 
 # %% ../nbs/10_config.ipynb #6200fb0d
 @dataclass
@@ -151,27 +189,23 @@ class TrainConfig:
     log: LogConfig = field(default_factory=LogConfig)
     val: ValConfig = field(default_factory=ValConfig)
 
+    def __post_init__(self):
+        check_rules([('seed', self.seed, self.seed >= 0, '>= 0'), ('out_dir', self.out_dir, _template_ok(self.out_dir), 'a path whose only field is {name}')])
+
     @property
     def run_dir(self) -> Path: return Path(self.out_dir.format(name=self.name))
 
 # %% ../nbs/10_config.ipynb #a38b796e
 @dataclass
 class InferenceConfig:
-    "Sampling and tiling for `sr3xct infer`."
+    "What `sr3xct infer` reads besides its files: the scale, the device, the weights, and how to sample."
     scale: int | None = None         # null: the checkpoint's (4 for the packaged model)
-    start: float | None = None       # where sampling starts in the schedule (null: the model's; 1: pure noise)
-    mode: Literal['fidelity', 'realism', 'mean'] | None = None  # null: fidelity when the model has a predictor
-    steps: int = 20
-    sampler: str = 'ddim'
-    eta: float = 0.0
-    n_samples: int = 1               # mode mean: how many samples (mean and per-voxel spread)
-    tile: int | None = None          # HR tile size of the diffusion (null: the network's training size)
-    overlap: int = 32                # HR pixels blended between neighbouring tiles
-    batch_size: int = 4
-    precision: Literal['fp32', 'bf16', 'fp16', 'auto'] = 'auto'
-    device: str = 'auto'
+    device: str = 'auto'             # auto | cpu | cuda | cuda:N
     use_ema: bool = True             # sample with the EMA weights when the checkpoint has them
-    seed: int = 0
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)  # mode, steps, sampler, eta, n_samples, tile, overlap, batch_size, precision, start, seed
+
+    def __post_init__(self):
+        check_rules([('scale', self.scale, self.scale in (None, 2, 4, 8), '2, 4 or 8'), ('device', self.device, _device_ok(self.device), 'auto, cpu, cuda or cuda:N')])
 
 # %% ../nbs/10_config.ipynb #b4d960de
 def _type_name(tp) -> str:
@@ -232,7 +266,9 @@ def _convert(value, tp, where: str, key: str):
 def _unknown(cls, key: str, where: str, prefix: str) -> InputError:
     names = [f.name for f in fields(cls)]
     close = difflib.get_close_matches(key, names, n=1)
-    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+    hints = get_type_hints(cls)
+    inner = [f.name for f in fields(cls) if is_dataclass(hints[f.name]) and key in {g.name for g in fields(hints[f.name])}]   # a key of a section, one level up
+    hint = f" (did you mean '{prefix}{inner[0]}.{key}'?)" if inner else f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(names)})"
     return InputError(f"{where}: unknown key '{prefix}{key}'{hint}")
 
 def from_dict(cls, d: dict, where: str = '<config>', prefix: str = ''):
@@ -244,7 +280,10 @@ def from_dict(cls, d: dict, where: str = '<config>', prefix: str = ''):
     for k, v in d.items():
         if k not in hints or k not in {f.name for f in fields(cls)}: raise _unknown(cls, str(k), where, prefix)
         kw[k] = _convert(v, hints[k], where, prefix + k)
-    return cls(**kw)
+    try: return cls(**kw)
+    except InputError as e:   # a range check of `__post_init__`: name the file and the full key
+        if e.path in {f.name for f in fields(cls)}: raise InputError(f"{where}: {prefix}{e.path} {e.problem}") from None
+        raise
 
 # %% ../nbs/10_config.ipynb #cdab40a2
 def to_dict(cfg) -> dict:
@@ -270,50 +309,6 @@ def resolve_config(name: str | Path) -> Path:
     pkg = resources.files('sr3xct') / 'config' / (str(name) if str(name).endswith('.yaml') else f'{name}.yaml')
     if pkg.is_file(): return Path(str(pkg))
     raise InputError(f"{name}: no such config file or packaged config (packaged: {', '.join(packaged_configs())})")
-
-# %% ../nbs/10_config.ipynb #aed302a4
-def _device_ok(name:str) -> bool:
-    return bool(re.fullmatch(r'auto|cpu|cuda(:\d+)?|mps', str(name)))
-
-def _template_ok(s:str) -> bool:
-    try: s.format(name='x'); return True
-    except (KeyError, IndexError, ValueError): return False
-
-# %% ../nbs/10_config.ipynb #89673929
-def _range_rules(cfg) -> list:
-    "(key, value, ok, expected) for every value of `cfg` with a range."
-    if isinstance(cfg, InferenceConfig):
-        return [('scale', cfg.scale, cfg.scale in (None, 2, 4, 8), '2, 4 or 8'), ('steps', cfg.steps, cfg.steps >= 1, '>= 1'),
-                ('sampler', cfg.sampler, cfg.sampler in SAMPLERS, f"one of {', '.join(SAMPLERS)}"),
-                ('eta', cfg.eta, cfg.eta >= 0, '>= 0'), ('n_samples', cfg.n_samples, cfg.n_samples >= 1, '>= 1'),
-                ('start', cfg.start, cfg.start is None or 0 < cfg.start <= 1, 'in (0, 1]'),
-                ('overlap', cfg.overlap, cfg.overlap >= 0, '>= 0'), ('batch_size', cfg.batch_size, cfg.batch_size >= 1, '>= 1'),
-                ('tile', cfg.tile, cfg.tile is None or cfg.tile >= 8, '>= 8'), ('device', cfg.device, _device_ok(cfg.device), 'auto, cpu, cuda or cuda:N'),
-                ('seed', cfg.seed, cfg.seed >= 0, '>= 0')]
-    opt, data, lg = cfg.train, cfg.data, cfg.log
-    return [('seed', cfg.seed, cfg.seed >= 0, '>= 0'), ('train.lr', opt.lr, opt.lr > 0, '> 0'), ('train.n_iter', opt.n_iter, opt.n_iter >= 1, '>= 1'),
-            ('train.betas', opt.betas, len(opt.betas) == 2 and all(0 <= b < 1 for b in opt.betas), 'two numbers in [0, 1)'),
-            ('train.weight_decay', opt.weight_decay, opt.weight_decay >= 0, '>= 0'), ('train.warmup', opt.warmup, opt.warmup >= 0, '>= 0'),
-            ('train.eta_min_ratio', opt.eta_min_ratio, 0 <= opt.eta_min_ratio <= 1, 'in [0, 1]'),
-            ('train.ema_decay', opt.ema_decay, 0 <= opt.ema_decay < 1, 'in [0, 1)'), ('train.grad_clip', opt.grad_clip, opt.grad_clip is None or opt.grad_clip > 0, '> 0 or null'),
-            ('train.nan_patience', opt.nan_patience, opt.nan_patience >= 1, '>= 1'), ('train.threads', opt.threads, opt.threads is None or opt.threads >= 1, '>= 1 or null'),
-            ('train.device', opt.device, _device_ok(opt.device), 'auto, cpu, cuda or cuda:N'),
-            ('data.scale', data.scale, data.scale in (2, 4, 8), '2, 4 or 8'), ('data.patch', data.patch, data.patch >= 8, '>= 8'),
-            ('data.batch_size', data.batch_size, data.batch_size >= 1, '>= 1'), ('data.length', data.length, data.length >= 1, '>= 1'),
-            ('data.num_workers', data.num_workers, data.num_workers >= 0, '>= 0'), ('data.synthetic', data.synthetic, data.synthetic >= 0, '>= 0'), ('data.val_fraction', data.val_fraction, 0 <= data.val_fraction < 1, 'in [0, 1)'),
-            ('log.print_freq', lg.print_freq, lg.print_freq >= 1, '>= 1'), ('log.save_freq', lg.save_freq, lg.save_freq >= 1, '>= 1'),
-            ('log.val_freq', lg.val_freq, lg.val_freq >= 0, '>= 0 (0: no validation)'), ('log.keep_last', lg.keep_last, lg.keep_last >= 1, '>= 1'),
-            ('val.sampler', cfg.val.sampler, cfg.val.sampler in SAMPLERS, f"one of {', '.join(SAMPLERS)}"),
-            ('diffusion.schedule', cfg.diffusion.schedule, cfg.diffusion.schedule in SCHEDULES, f"one of {', '.join(SCHEDULES)}"),
-            ('val.steps', cfg.val.steps, cfg.val.steps >= 1, '>= 1'), ('val.start', cfg.val.start, 0 < cfg.val.start <= 1, 'in (0, 1]'),
-            ('out_dir', cfg.out_dir, _template_ok(cfg.out_dir), 'a path whose only field is {name}')]
-
-# %% ../nbs/10_config.ipynb #232661e6
-def check_ranges(cfg, where:str='config'):
-    "`cfg` unchanged when every value is in its range, else an `InputError` naming `where` and the key."
-    for key, value, ok, expected in _range_rules(cfg):
-        if not ok: raise InputError(f"{where}: {key} must be {expected}, got {value!r}")
-    return cfg
 
 # %% ../nbs/10_config.ipynb #e77427d0
 def _parse_override(s: str) -> tuple[list[str], object]:
@@ -348,7 +343,7 @@ def load_config(name: str | Path, overrides=(), cls=TrainConfig):
     "Read a YAML config (path or packaged name), apply `--set` overrides, and return the typed `cls`."
     path = resolve_config(name)
     d = read_yaml(path)
-    return check_ranges(from_dict(cls, apply_overrides(d, overrides, cls), str(path)), str(path))
+    return from_dict(cls, apply_overrides(d, overrides, cls), str(path))
 
 # %% ../nbs/10_config.ipynb #b2cbef61
 def _plain(x):
@@ -356,15 +351,6 @@ def _plain(x):
     if isinstance(x, dict): return {k: _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)): return [_plain(v) for v in x]
     return x
-
-# %% ../nbs/10_config.ipynb #2794f374
-def pick_device(name:str='auto', local_rank:int=0) -> torch.device:
-    "`auto`: this process's CUDA device when there is one, else the CPU."
-    if name == 'auto': return torch.device(f'cuda:{local_rank}' if torch.cuda.is_available() else 'cpu')
-    dev = torch.device(name)
-    if dev.type == 'cuda' and not torch.cuda.is_available(): raise InputError(f"train.device: {name} requested but CUDA is not available")
-    if dev.type == 'cuda' and dev.index is None: dev = torch.device(f'cuda:{local_rank}')
-    return dev
 
 # %% ../nbs/10_config.ipynb #ea48c781
 def build_loss(cfg:LossConfig, where:str='config'):
@@ -453,10 +439,10 @@ def val_batch(ds, n:int):
 # %% ../nbs/10_config.ipynb #985d799e
 def load_init(cfg:TrainConfig, where:str='config'):
     "The `SRModel` named by `cfg.init` (a packaged model's name: 'x4', 'x4_3d', ...; or a file), checked against the stage and scale."
-    from sr3xct.models import load_model, packaged_path
+    from sr3xct.models import load_model, packaged_path, parse_model_name
     from sr3xct.predictor import predictor_for_scale
-    name = None if Path(cfg.init).exists() else re.fullmatch(r'x(\d+)(_3d)?', cfg.init)   # a packaged model's name
-    path = packaged_path(int(name[1]), bool(name[2])) if name else cfg.init
+    name = None if Path(cfg.init).exists() else parse_model_name(cfg.init)   # a packaged model's name
+    path = packaged_path(*name) if name else cfg.init
     m = load_model(path, None, model_config=cfg.init_config, phase='train')   # another scale may start a run (see below)
     if m.scale not in (None, cfg.data.scale):
         if cfg.stage == 'predictor' and m.predictor is not None: m.predictor = predictor_for_scale(m.predictor, cfg.data.scale)

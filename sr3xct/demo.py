@@ -14,7 +14,8 @@ from scipy.stats import wasserstein_distance
 
 from .errors import InputError
 from .io import VolumeMeta, write_volume, read_volume, atomic_path
-from .data import synthetic_soil, sandstone, degrade
+from .data import synthetic_soil, sandstone
+from .resample import degrade
 from .train import Callback
 
 # %% auto #0
@@ -125,7 +126,7 @@ def score_test_set(diffusion, # a trained diffusion (`sr3xct.models.load_diffusi
                    n_samples:int=4, # samples in the mean (eta 1)
                   ) -> dict: # {metric: {'bicubic', 'sr', 'sr_mean'}}
     "Super-resolve a test set (one sample, and the mean of `n_samples`) and score both against HR."
-    from sr3xct.infer import super_resolve_volume
+    from sr3xct.volume_job import super_resolve_volume
     from sr3xct.report import evaluate
     folder, kw = Path(folder), dict(steps=steps, progress=False, overwrite=True)
     one = super_resolve_volume(diffusion, test['lr'], folder / 'sr.tif', SCALE, **kw)['output']
@@ -144,7 +145,7 @@ def score_modes(model, # an `SRModel` with a predictor and a diffusion
                 seed:int=0,
                ) -> dict: # {metric: {'bicubic', 'fidelity', 'realism', 'mean'}}
     "Super-resolve a test set in every mode of `model` and score each output (and bicubic) against HR."
-    from sr3xct.infer import super_resolve_volume
+    from sr3xct.volume_job import super_resolve_volume
     from sr3xct.report import evaluate
     folder, rows = Path(folder), None
     for mode in model.modes:

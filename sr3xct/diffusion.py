@@ -4,17 +4,17 @@
 
 # %% ../nbs/06_diffusion.ipynb #bd4796d6
 from __future__ import annotations
-import math
+import math, numbers
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn, Tensor
 from fastcore.basics import patch
-from .errors import InputError
+from .errors import InputError, check_int
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'SAMPLERS', 'make_schedule', 'GaussianDiffusion', 'ImportanceSampler', 'respace', 'denoiser', 'posterior',
-           'sample_ddpm', 'sample_ddim', 'sample_dpmpp_2m', 'sample', 'p_mean']
+           'sample_ddpm', 'sample_ddim', 'sample_dpmpp_2m', 'check_sampling', 'sample', 'p_mean']
 
 # %% ../nbs/06_diffusion.ipynb #452c1c21
 SCHEDULES = ('linear', 'cosine', 'quad', 'warmup10', 'warmup50', 'const', 'jsd')
@@ -318,6 +318,18 @@ def sample_dpmpp_2m(denoise, x:Tensor, alpha_bars:list, generator=None, callback
 SAMPLERS = {'ddim': sample_ddim, 'ddpm': sample_ddpm, 'dpm++2m': sample_dpmpp_2m}
 
 # %% ../nbs/06_diffusion.ipynb #c2754486
+def check_sampling(steps, # network evaluations: an integer >= 1
+                   sampler:str, # a name in `SAMPLERS`
+                   eta:float, # DDIM noise: >= 0
+                   n_samples, # samples per input: an integer >= 1
+                   start:float, # where sampling starts in the schedule: in (0, 1]
+                  ):
+    "An `InputError` naming the first sampling value out of its range (the one check of these values, for `sample` and `sr3xct.sampling.SamplingOptions`)."
+    check_int('steps', steps, 1); check_int('n_samples', n_samples, 1)
+    if sampler not in SAMPLERS: raise InputError('sampler', f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not eta >= 0: raise InputError('eta', f'must be >= 0, got {eta!r}')
+    if isinstance(start, bool) or not isinstance(start, numbers.Real) or not 0 < start <= 1: raise InputError('start', f'must be in (0, 1], got {start!r}')
+
 def _start_noise(diffusion, condition, top:int, generator, noise:Tensor|None=None) -> Tensor:
     "The starting state: pure noise, or for a truncated start `sqrt(1 - alpha_bar)` noise (x_t of a zero-mean x0)."
     x = (_rand(condition.shape, generator, condition.device, 'randn') if noise is None else noise).to(condition.dtype)
@@ -338,11 +350,8 @@ def sample(diffusion:GaussianDiffusion, # the diffusion with its (eval-mode) net
            noise:Tensor|None=None, # the standard normal starting noise, (n_samples, B, 1, H, W) (None: drawn from `generator`)
           ) -> Tensor|tuple[Tensor, Tensor]: # SR (B, 1, H, W), or (mean, std) when n_samples > 1
     "Super-resolve `condition`: one sample, or the mean and standard deviation of `n_samples`."
-    if sampler not in SAMPLERS: raise InputError('sampler', f"unknown sampler {sampler!r}; expected one of {', '.join(SAMPLERS)}")
+    check_sampling(steps, sampler, eta, n_samples, start)
     if condition.ndim != 4: raise InputError('condition', f'expected (B, C, H, W), got shape {tuple(condition.shape)}')
-    if eta < 0: raise InputError('eta', f'must be >= 0, got {eta}')
-    if int(n_samples) != n_samples or n_samples < 1: raise InputError('n_samples', f'must be an integer >= 1, got {n_samples!r}')
-    if not 0 < start <= 1: raise InputError('start', f'must be in (0, 1], got {start!r}')
     if noise is not None and tuple(noise.shape) != (int(n_samples), *condition.shape):
         raise InputError('noise', f'expected shape {(int(n_samples), *condition.shape)} (n_samples, *condition), got {tuple(noise.shape)}')
     top = int(round(start * (diffusion.n_timestep - 1))) + 1

@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['SUPPORTED_DTYPES', 'TIFF_SUFFIXES', 'WINDOW_HALF', 'check_dtype', 'check_finite', 'check_patch_size', 'norm_unit',
            'VolumeMeta', 'grayscale_shape', 'VolumeReader', 'TiffVolume', 'slice_files', 'FolderVolume', 'open_volume',
-           'read_volume', 'read_slice', 'volume_info', 'volume_shape', 'IntensityScaling', 'scan_window',
-           'describe_scaling', 'with_intensity', 'atomic_paths', 'atomic_path', 'write_volume', 'reserve_space',
-           'new_memmap', 'SliceWriter', 'write_json_atomic', 'ResumableWriter']
+           'read_volume', 'read_slice', 'volume_info', 'volume_shape', 'sample_slices', 'IntensityScaling',
+           'scan_window', 'describe_scaling', 'with_intensity', 'check_target', 'atomic_paths', 'atomic_path',
+           'write_volume', 'reserve_space', 'new_memmap', 'SliceWriter', 'write_json_atomic', 'ResumableWriter']
 
 # %% ../nbs/00_io.ipynb #4ccc271f
 import os, re, uuid, logging, contextlib, struct, math, errno, json
@@ -95,11 +95,12 @@ class VolumeMeta:
         if self.voxel_size is not None: self.voxel_size = tuple(float(v) for v in self.voxel_size)
         self.unit = norm_unit(self.unit)
 
-    def scaled(self, factor:float) -> 'VolumeMeta':
-        "Copy with the in-plane (y, x) voxel size divided by `factor` (the super-resolution scale)."
+    def scaled(self, factor:float, # the super-resolution scale
+               axes:tuple=(1, 2), # the (z, y, x) axes made finer: in-plane (y, x) by default; (0, 1, 2) isotropic
+              ) -> 'VolumeMeta':
+        "Copy with the voxel size divided by `factor` along `axes` (the one voxel-size scaling of the library)."
         if self.voxel_size is None: return replace(self)
-        z, y, x = self.voxel_size
-        return replace(self, voxel_size=(z, y / factor, x / factor))
+        return replace(self, voxel_size=tuple(v / factor if j in axes else v for j, v in enumerate(self.voxel_size)))
 
     def to_dict(self) -> dict: return asdict(self)
     @classmethod
@@ -440,14 +441,14 @@ def _subsample(a:np.ndarray, max_n:int=1 << 24) -> np.ndarray:
     step = int(np.ceil((a.size / max_n) ** (1 / a.ndim)))
     return a[(slice(None, None, step),) * a.ndim]
 
-def _sample_slices(n:int, max_slices:int=64) -> np.ndarray:
+def sample_slices(n:int, max_slices:int=64) -> np.ndarray:
     "Up to `max_slices` evenly spaced indices of `n` slices (the same for an array and for the file it is stored in)."
     return np.unique(np.linspace(0, n - 1, min(n, max_slices)).round().astype(int))
 
 def _sample_values(x, max_n:int=1 << 24, max_slices:int=64) -> np.ndarray:
     "Grey values to take percentiles of: up to `max_slices` evenly spaced slices of a volume (array or open reader), each subsampled."
     if isinstance(x, VolumeReader) or np.ndim(x) == 3:
-        zs = _sample_slices(x.shape[0], max_slices)
+        zs = sample_slices(x.shape[0], max_slices)
         get = x.slice if isinstance(x, VolumeReader) else (lambda z: np.asarray(x[z]))
         return np.stack([_subsample(get(int(z)), max_n // len(zs)) for z in zs])
     return _subsample(np.asarray(x), max_n)
@@ -586,7 +587,7 @@ def _tmp_path(path:Path) -> Path:
     "A unique temporary file name beside `path` (same filesystem, so the rename is atomic)."
     return path.with_name(f'.{path.name}.{uuid.uuid4().hex[:8]}.tmp')
 
-def _check_target(path:Path, overwrite:bool):
+def check_target(path:Path, overwrite:bool):
     "`InputError` if `path` exists and `overwrite` is False (or it is a folder)."
     if path.is_dir(): raise InputError(path, 'is a folder, expected a file name')
     if path.exists() and not overwrite: raise InputError(path, 'exists; pass overwrite=True to replace it')
@@ -594,7 +595,7 @@ def _check_target(path:Path, overwrite:bool):
 def _commit(tmp:Path, path:Path, overwrite:bool):
     "fsync `tmp` and rename it onto `path`."
     with open(tmp, 'rb+') as fh: os.fsync(fh.fileno())
-    _check_target(path, overwrite)
+    check_target(path, overwrite)
     os.replace(tmp, path)
 
 @contextlib.contextmanager
@@ -603,14 +604,14 @@ def atomic_paths(paths:list, # the files to (over)write, as one unit
                 ):
     "Yield temporary paths beside `paths`; when all are written, fsync them and rename each onto its path; on failure delete them all."
     paths = [Path(p) for p in paths]
-    for p in paths: _check_target(p, overwrite)
+    for p in paths: check_target(p, overwrite)
     for p in paths: p.parent.mkdir(parents=True, exist_ok=True)
     tmps = [_tmp_path(p) for p in paths]
     try:
         yield tmps
         for t in tmps:
             with open(t, 'rb+') as fh: os.fsync(fh.fileno())
-        for p in paths: _check_target(p, overwrite)
+        for p in paths: check_target(p, overwrite)
         for t, p in zip(tmps, paths): os.replace(t, p)   # renames need no space: once here, all of them succeed
     finally:
         for t in tmps: t.unlink(missing_ok=True)
@@ -663,7 +664,7 @@ def write_volume(path, # output .tif file
                 ) -> Path:
     "Write atomically as an ImageJ TIFF in `meta.dtype` with `meta`'s voxel size, unit and description."
     path = Path(path)
-    _check_target(path, overwrite)
+    check_target(path, overwrite)
     shape = _write_shape(np.shape(array), meta, path)
     data = _to_meta_dtype(array, meta, scaling, path).reshape(*shape, 1)
     with atomic_path(path, overwrite) as tmp:
@@ -717,7 +718,7 @@ class SliceWriter:
         check_dtype(meta.dtype, self.path)
 
     def __enter__(self):
-        _check_target(self.path, self.overwrite)
+        check_target(self.path, self.overwrite)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = _tmp_path(self.path)
         mm = new_memmap(self._tmp, _write_shape(self.shape, self.meta, self.path), self.meta, self.path)
@@ -783,7 +784,7 @@ class ResumableWriter:
 
     def prepare(self) -> set[int]:
         "Create (or reuse) the partial file; returns the slices already done. Call on one rank before the others `open`."
-        _check_target(self.path, self.overwrite)
+        check_target(self.path, self.overwrite)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         done = self.done() if self.partial.exists() else set()
         self.fresh = not done or self.partial.stat().st_size < self._nbytes()
@@ -831,7 +832,7 @@ class ResumableWriter:
         missing = sorted(set(range(n)) - self.done())
         if missing: raise InputError(self.path, f'{len(missing)} of {n} slices missing (first: {missing[0]}); rerun to complete')
         with open(self.partial, 'rb+') as f: os.fsync(f.fileno())
-        _check_target(self.path, self.overwrite)
+        check_target(self.path, self.overwrite)
         os.replace(self.partial, self.path)
         self._drop_progress()
         return self.path

@@ -15,7 +15,7 @@ from .losses import ssim_map
 __all__ = ['METRICS', 'check_image', 'check_same', 'psnr', 'ssim', 'otsu_threshold', 'hr_threshold', 'pore_mask', 'porosity',
            'local_thickness', 'pore_size_distribution', 'default_r_max', 'two_point_correlation', 'two_point_along',
            'specific_surface_area', 'euler_characteristic', 'plane_psnr', 'hf_power_fraction', 'isotropy',
-           'bicubic_upsample', 'tricubic_upsample', 'upsample_baseline', 'compare', 'to_markdown']
+           'bicubic_upsample', 'tricubic_upsample', 'upsample_baseline', 'compare']
 
 # %% ../nbs/04_metrics.ipynb #9c7841c4
 def check_image(a, # a 2D image or a 3D volume
@@ -367,42 +367,3 @@ def _axis_lengths(img:np.ndarray, t:float, pore:str, voxel_size:float) -> dict:
     "Correlation length of the pores along Z, Y and X (`two_point_along`)."
     m = pore_mask(img, t, pore)
     return {k: two_point_along(m, a)['correlation_length'] * voxel_size for a, k in enumerate('zyx')}
-
-# %% ../nbs/04_metrics.ipynb #5f8a1d21
-def _fmt(v, digits:int) -> str:
-    if v is None: return '-'
-    if isinstance(v, (int, np.integer)): return str(int(v))
-    return 'nan' if math.isnan(v) else ('inf' if math.isinf(v) else f'{v:.{digits}g}')
-
-def to_markdown(table:dict, # the output of `compare`
-                digits:int=4) -> str: # significant digits
-    "The comparison as a Markdown table (one row per metric, one column per image)."
-    cols = table['columns']
-    lines = ['| metric | ' + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
-    lines += [f'| {k} | ' + ' | '.join(_fmt(v.get(c), digits) for c in cols) + ' |' for k, v in table['metrics'].items()]
-    return '\n'.join(lines) + f"\n\nthreshold {table['threshold']:.4g} (Otsu of HR unless given), data range {table['data_range']:g}\n" + \
-           _notes(table) + _isotropy_markdown(table, digits)
-
-def _isotropy_markdown(table:dict, digits:int) -> str:
-    "The isotropy check of a volume: PSNR on the planes of each orientation, and the high-frequency power ratio Z/X."
-    iso = table.get('isotropy')
-    if not iso: return ''
-    cols = list(iso)
-    first = next(iter(iso.values()))
-    rows = {'PSNR on (Y, X) planes': 'psnr_yx', 'PSNR on (Z, X) planes': 'psnr_zx', 'PSNR on (Z, Y) planes': 'psnr_zy',
-            'HF power ratio Z/X (HR: {:.3g})'.format(first['hf_ratio_zx_hr']): 'hf_ratio_zx_sr'}
-    rows.update({f"correlation length along {k.upper()} (HR: {_fmt(first.get(f'corr_{k}_hr'), 3)})": f'corr_{k}_sr' for k in 'zyx'})
-    lines = ['', '| isotropy | ' + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
-    lines += [f'| {name} | ' + ' | '.join(_fmt(iso[c].get(k), digits) for c in cols) + ' |' for name, k in rows.items()]
-    return '\n'.join(lines) + '\n'
-
-def _notes(table:dict) -> str:
-    "Why a correlation length is missing: the footnote under the table."
-    cl, phi = table['metrics'].get('correlation_length', {}), table['metrics'].get('porosity', {})
-    nan = [c for c, v in cl.items() if isinstance(v, float) and math.isnan(v)]
-    if not nan: return ''
-    full = [c for c in nan if phi.get(c) in (0.0, 1.0)]
-    far = [c for c in nan if c not in full]
-    r = table.get('r_max', 0) * table.get('voxel_size', 1.0)
-    out = f"\ncorrelation_length nan ({', '.join(far)}): S2 has not decayed to 1/e within r <= {r:g} {table.get('unit', 'voxel units')}, the largest lag the volume allows; the pores are correlated over more than it shows.\n" if far else ''
-    return out + (f"\ncorrelation_length nan ({', '.join(full)}): all pore or all solid.\n" if full else '')

@@ -10,11 +10,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from .errors import InputError
 from .io import read_volume, atomic_paths
-from .metrics import compare, to_markdown, pore_size_distribution, two_point_correlation, upsample_baseline
+from .metrics import compare, pore_size_distribution, two_point_correlation, upsample_baseline
 from .viz import show_images, InlineFigure
 
 # %% auto #0
-__all__ = ['REPORT_FILES', 'std_beside', 'load_triplet', 'curves', 'report_figure', 'evaluate']
+__all__ = ['REPORT_FILES', 'std_beside', 'load_triplet', 'curves', 'report_figure', 'evaluate', 'to_markdown']
 
 # %% ../nbs/08a_report.ipynb #a54f7d7e
 REPORT_FILES = ('report.md', 'report.json', 'report.png')
@@ -179,3 +179,42 @@ def evaluate(sr, # SR volume (a TIFF or a folder of slices)
     table['files'] = {k: None if v is None else str(v) for k, v in dict(sr=sr, hr=hr, lr=lr, std=std).items()}
     if out is not None: _write_report(out, table, images, vols, overwrite)
     return table
+
+# %% ../nbs/08a_report.ipynb #5f8a1d21
+def _fmt(v, digits:int) -> str:
+    if v is None: return '-'
+    if isinstance(v, (int, np.integer)): return str(int(v))
+    return 'nan' if math.isnan(v) else ('inf' if math.isinf(v) else f'{v:.{digits}g}')
+
+def to_markdown(table:dict, # the output of `compare`
+                digits:int=4) -> str: # significant digits
+    "The comparison as a Markdown table (one row per metric, one column per image)."
+    cols = table['columns']
+    lines = ['| metric | ' + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
+    lines += [f'| {k} | ' + ' | '.join(_fmt(v.get(c), digits) for c in cols) + ' |' for k, v in table['metrics'].items()]
+    return '\n'.join(lines) + f"\n\nthreshold {table['threshold']:.4g} (Otsu of HR unless given), data range {table['data_range']:g}\n" + \
+           _notes(table) + _isotropy_markdown(table, digits)
+
+def _isotropy_markdown(table:dict, digits:int) -> str:
+    "The isotropy check of a volume: PSNR on the planes of each orientation, and the high-frequency power ratio Z/X."
+    iso = table.get('isotropy')
+    if not iso: return ''
+    cols = list(iso)
+    first = next(iter(iso.values()))
+    rows = {'PSNR on (Y, X) planes': 'psnr_yx', 'PSNR on (Z, X) planes': 'psnr_zx', 'PSNR on (Z, Y) planes': 'psnr_zy',
+            'HF power ratio Z/X (HR: {:.3g})'.format(first['hf_ratio_zx_hr']): 'hf_ratio_zx_sr'}
+    rows.update({f"correlation length along {k.upper()} (HR: {_fmt(first.get(f'corr_{k}_hr'), 3)})": f'corr_{k}_sr' for k in 'zyx'})
+    lines = ['', '| isotropy | ' + ' | '.join(cols) + ' |', '|---|' + '---:|' * len(cols)]
+    lines += [f'| {name} | ' + ' | '.join(_fmt(iso[c].get(k), digits) for c in cols) + ' |' for name, k in rows.items()]
+    return '\n'.join(lines) + '\n'
+
+def _notes(table:dict) -> str:
+    "Why a correlation length is missing: the footnote under the table."
+    cl, phi = table['metrics'].get('correlation_length', {}), table['metrics'].get('porosity', {})
+    nan = [c for c, v in cl.items() if isinstance(v, float) and math.isnan(v)]
+    if not nan: return ''
+    full = [c for c in nan if phi.get(c) in (0.0, 1.0)]
+    far = [c for c in nan if c not in full]
+    r = table.get('r_max', 0) * table.get('voxel_size', 1.0)
+    out = f"\ncorrelation_length nan ({', '.join(far)}): S2 has not decayed to 1/e within r <= {r:g} {table.get('unit', 'voxel units')}, the largest lag the volume allows; the pores are correlated over more than it shows.\n" if far else ''
+    return out + (f"\ncorrelation_length nan ({', '.join(full)}): all pore or all solid.\n" if full else '')

@@ -13,8 +13,8 @@ from torch import Tensor
 from .errors import InputError
 
 # %% auto #0
-__all__ = ['cpu_has_bf16', 'auto_precision', 'Precision', 'set_threads', 'progress_interval', 'distributed', 'rank_world',
-           'barrier', 'init_distributed', 'close_distributed']
+__all__ = ['PRECISIONS', 'cpu_has_bf16', 'auto_precision', 'Precision', 'set_threads', 'progress_interval', 'pick_device',
+           'distributed', 'rank_world', 'barrier', 'init_distributed', 'close_distributed']
 
 # %% ../nbs/00b_runtime.ipynb #c3b5538b
 @functools.cache
@@ -30,13 +30,15 @@ def auto_precision(device:torch.device|str) -> str:
     if d.type == 'cuda': return 'bf16' if torch.cuda.is_bf16_supported() else 'fp32'
     return 'bf16' if d.type == 'cpu' and cpu_has_bf16() else 'fp32'
 
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')   # what `Precision` takes
+
 class Precision:
     "Autocast + (for fp16) gradient scaling for one device."
     def __init__(self, kind:str='fp32', # fp32 | bf16 | fp16 | auto (`auto_precision`)
                  device:torch.device|str='cpu'):
         self.device = torch.device(device)
         self.kind = kind = auto_precision(self.device) if kind == 'auto' else kind
-        if kind not in ('fp32', 'bf16', 'fp16'): raise InputError(f"precision: expected fp32, bf16, fp16 or auto, got {kind!r}")
+        if kind not in PRECISIONS[1:]: raise InputError(f"precision: expected fp32, bf16, fp16 or auto, got {kind!r}")
         if kind == 'fp16' and self.device.type != 'cuda':
             raise InputError(f"precision: fp16 needs a CUDA device (got {self.device}); use bf16 on CPU")
         self.scaler = torch.amp.GradScaler('cuda') if kind == 'fp16' else None
@@ -69,6 +71,15 @@ def progress_interval(stream=None) -> float: # default `sys.stderr`, where tqdm 
     "Seconds between progress-bar refreshes: 1 on a terminal, 30 when written to a file or a pipe."
     stream = sys.stderr if stream is None else stream
     return 1.0 if getattr(stream, 'isatty', lambda: False)() else 30.0
+
+# %% ../nbs/00b_runtime.ipynb #2794f374
+def pick_device(name:str='auto', local_rank:int=0) -> torch.device:
+    "The device named by `name` (`train.device`, `--device`); `auto`: this process's CUDA device when there is one, else the CPU."
+    if name == 'auto': return torch.device(f'cuda:{local_rank}' if torch.cuda.is_available() else 'cpu')
+    dev = torch.device(name)
+    if dev.type == 'cuda' and not torch.cuda.is_available(): raise InputError('device', f"{name} requested but CUDA is not available")
+    if dev.type == 'cuda' and dev.index is None: dev = torch.device(f'cuda:{local_rank}')
+    return dev
 
 # %% ../nbs/00b_runtime.ipynb #91cfe2a0
 def distributed() -> bool:

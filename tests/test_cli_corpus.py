@@ -52,8 +52,8 @@ def ckpt(path: Path, model=TINY, config=True, seed=0) -> Path:
 def work(tmp_path):
     "Good inputs every case starts from: a tiny x4 checkpoint and inference config, LR/HR/SR volumes, a training config."
     ckpt(tmp_path / 'm.pt')
-    (tmp_path / 'x4.yaml').write_text(yaml.safe_dump({'scale': 4, 'steps': 2, 'tile': 32, 'overlap': 8, 'device': 'cpu',
-                                                      'precision': 'fp32'}))
+    (tmp_path / 'x4.yaml').write_text(yaml.safe_dump({'scale': 4, 'device': 'cpu', 'sampling': {'steps': 2, 'tile': 32, 'overlap': 8,
+                                                      'precision': 'fp32'}}))
     write_volume(tmp_path / 'lr.tif', rand_u8((3, 12, 12)), VolumeMeta('uint8', 3, (4., 4., 4.), 'um'))
     hr = rand_u8((3, 48, 48), 1)
     write_volume(tmp_path / 'hr.tif', hr, VolumeMeta('uint8', 3)); write_volume(tmp_path / 'sr.tif', hr, VolumeMeta('uint8', 3))
@@ -120,7 +120,7 @@ def corrupt_checkpoint(t, cmd='infer'):
 
 
 def infer_config(t, d, name):
-    (t / name).write_text(yaml.safe_dump({'scale': 4, 'tile': 32, 'overlap': 8, 'device': 'cpu', **d}))
+    (t / name).write_text(yaml.safe_dump({'scale': 4, 'device': 'cpu', 'sampling': {'tile': 32, 'overlap': 8, **d}}))
     return infer(t, 'lr.tif', cfg=name), t / name
 
 
@@ -176,8 +176,8 @@ CASES = {
     # infer: checkpoint and config
     'infer-corrupt-checkpoint': corrupt_checkpoint,
     'infer-checkpoint-other-architecture': other_architecture,
-    'infer-yaml-unknown-key': lambda t: (*infer_config(t, {'steps': 2, 'sampels': 3}, 'typo.yaml'), "unknown key 'sampels'"),
-    'infer-yaml-wrong-type': lambda t: (*infer_config(t, {'steps': 'two'}, 'type.yaml'), "key 'steps' must be int, got str"),
+    'infer-yaml-unknown-key': lambda t: (*infer_config(t, {'steps': 2, 'sampels': 3}, 'typo.yaml'), "unknown key 'sampling.sampels'"),
+    'infer-yaml-wrong-type': lambda t: (*infer_config(t, {'steps': 'two'}, 'type.yaml'), "key 'sampling.steps' must be int, got str"),
     # eval
     'eval-lr-hr-mismatch': lambda t: (eval_(t, 'sr.tif', 'hr.tif', '--lr', t / 'lr10.tif'),
                                       tif(t / 'lr10.tif', rand_u8((3, 10, 10))), 'is not the HR volume'),

@@ -135,8 +135,7 @@ def test_volume_inference_killed_four_times_equals_clean_run(tmp_path):
     net = UNet(inner_channel=8, norm_groups=4, channel_mults=[1, 2], attn_res=[], res_blocks=1, image_size=32, use_cross_attn=False)
     save_checkpoint(tmp_path / 'm.pt', {'model': net.state_dict(), 'config': {'model': net.config, 'data': {'scale': 4},
                                                                                'diffusion': {'n_timestep': 100}}})
-    (tmp_path / 'x4.yaml').write_text(yaml.safe_dump({'scale': 4, 'steps': 2, 'tile': 32, 'overlap': 8, 'batch_size': 4,
-                                                      'n_samples': 2, 'device': 'cpu', 'precision': 'fp32'}))
+    (tmp_path / 'x4.yaml').write_text(yaml.safe_dump({'scale': 4, 'device': 'cpu', 'sampling': {'steps': 2, 'tile': 32, 'overlap': 8, 'batch_size': 4, 'n_samples': 2, 'precision': 'fp32'}}))
     lr = np.random.default_rng(0).integers(0, 256, (6, 12, 12), dtype=np.uint8)   # 6 slices, one per network call
     write_volume(tmp_path / 'lr.tif', lr, VolumeMeta('uint8', 3, (4., 4., 4.), 'um'))
     args = lambda out: ['infer', '-c', tmp_path / 'x4.yaml', '--checkpoint', tmp_path / 'm.pt', '--input', tmp_path / 'lr.tif',
@@ -247,7 +246,7 @@ def test_resume_without_ema_starts_the_ema_from_the_loaded_weights(tmp_path):
 def test_isotropic_volume_inference_killed_three_times_equals_clean_run(tmp_path):
     "`sr3xct infer` on a volume (all three axes, realism, slabs of 2 LR slices) killed at 3 seeded random points, rerun each time: the same bytes as a clean run."
     from sr3xct.diffusion import GaussianDiffusion
-    from sr3xct.infer import SRModel
+    from sr3xct.models import SRModel
     from sr3xct.models import save_model
     from sr3xct.predictor import Predictor
     torch.manual_seed(0)

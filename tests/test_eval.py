@@ -5,7 +5,8 @@ import pytest
 import torch
 from sr3xct.errors import InputError
 from sr3xct.io import VolumeMeta, write_volume, IntensityScaling
-from sr3xct.data import sandstone, degrade
+from sr3xct.data import sandstone
+from sr3xct.resample import degrade
 from sr3xct.metrics import psnr, porosity, otsu_threshold
 from sr3xct.report import evaluate, REPORT_FILES
 
@@ -101,7 +102,7 @@ def test_std_units_and_thin_volume_notes(triplet, capsys):
 
 def test_isotropic_volume_gets_tricubic_and_isotropy(tmp_path):
     "An LR volume downsampled on all three axes (what `sr3xct infer` makes of a volume): tricubic column, isotropy table."
-    from sr3xct.data import degrade3d
+    from sr3xct.resample import degrade3d
     hr = sandstone()[0][:16, :64, :64]
     sc = IntensityScaling.from_dtype('uint8')
     lr = sc.inverse(degrade3d(torch.from_numpy(sc.forward(hr)), 4))

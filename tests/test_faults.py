@@ -94,7 +94,7 @@ def checkpoint(path, config=None, edit=None, **entries):
 def job(tmp_path):
     "An infer job: a tiny checkpoint, a fast inference config and a 3-slice LR volume."
     checkpoint(tmp_path / 'm.pt')
-    (tmp_path / 'x4.yaml').write_text(yaml.safe_dump({'scale': 4, 'steps': 2, 'tile': 32, 'overlap': 8, 'device': 'cpu', 'precision': 'fp32'}))
+    (tmp_path / 'x4.yaml').write_text(yaml.safe_dump({'scale': 4, 'device': 'cpu', 'sampling': {'steps': 2, 'tile': 32, 'overlap': 8, 'precision': 'fp32'}}))
     write_volume(tmp_path / 'lr.tif', np.random.default_rng(0).integers(0, 256, (3, 12, 12), dtype=np.uint8), VolumeMeta('uint8'))
     return tmp_path
 
@@ -116,7 +116,7 @@ def refused_leaving_nothing(t, result, *needles):
     (['--tile', '33'], 'tile: must be a multiple of 2 for this network'), (['--steps', '0'], '--steps: must be >= 1'),
     (['--start', '1.5'], '--start: must be in (0, 1]'), (['--start', 'nan'], '--start: must be in (0, 1]'),
     (['--overlap', '-1'], '--overlap: must be >= 0'), (['--batch-size', '0'], '--batch-size: must be >= 1'),
-    (['--n-samples', '0'], '--n-samples: must be >= 1'), (['--set', 'seed=-2'], 'seed must be >= 0'),
+    (['--n-samples', '0'], '--n-samples: must be >= 1'), (['--set', 'sampling.seed=-2'], 'sampling.seed must be >= 0'),
     (['--device', 'tpu'], '--device: must be auto, cpu, cuda or cuda:N')])
 def test_infer_values_are_checked_before_any_file(job, flags, message):
     refused_leaving_nothing(job, infer(job, *flags), message)
@@ -288,7 +288,7 @@ def test_stack_saved_with_tifffile_defaults_reads_as_slices(job, n):
 
 def test_bad_input_found_mid_job_leaves_no_partial_file(job):
     "An `InputError` in the middle of a job it began drops the partial file; an interrupt keeps it for the rerun."
-    import sr3xct.infer as I
+    import sr3xct.volume_job as I
     real, calls = I.super_resolve, []
     def fails_second(*a, exc=InputError('slice', 'bad'), **k):
         calls.append(1)

@@ -10,7 +10,8 @@ from sr3xct.errors import InputError
 from sr3xct.io import VolumeMeta, read_volume, write_volume
 from sr3xct.unet import UNet
 from sr3xct.checkpoint import save_checkpoint
-from sr3xct.infer import super_resolve_volume, tiled_apply
+from sr3xct.infer import tiled_apply
+from sr3xct.volume_job import super_resolve_volume
 from sr3xct.models import load_diffusion
 
 TINY = dict(inner_channel=8, norm_groups=4, channel_mults=[1, 2], attn_res=[], res_blocks=1, image_size=32, use_cross_attn=False)
@@ -39,7 +40,8 @@ def test_kill_and_resume(tmp_path):
     "A process killed with SIGKILL mid-volume leaves no output; the rerun computes only the missing slices and equals a clean run."
     ck, lr = _ckpt(tmp_path / 'm.pt'), _lr(tmp_path / 'lr.tif', (8, 12, 12))
     script = (f"import torch, time; torch.set_num_threads(1)\n"
-              f"from sr3xct.infer import super_resolve_volume\n"
+              f"from sr3xct.volume_job import super_resolve_volume
+"
               f"from sr3xct.models import load_diffusion\n"
               f"d, _ = load_diffusion({str(ck)!r})\n"
               f"m = d.model; f = m.forward\n"

@@ -7,7 +7,8 @@ import yaml
 from sr3xct.io import VolumeMeta, write_volume, read_volume, IntensityScaling
 from sr3xct.unet import UNet
 from sr3xct.checkpoint import save_checkpoint
-from sr3xct.data import sandstone, degrade
+from sr3xct.data import sandstone
+from sr3xct.resample import degrade
 from cli_helpers import run
 
 TINY = dict(inner_channel=8, norm_groups=4, channel_mults=[1, 2], attn_res=[], res_blocks=1, image_size=32, use_cross_attn=False)
@@ -19,8 +20,7 @@ def job(tmp_path):
     net = UNet(**TINY)
     save_checkpoint(tmp_path / 'm.pt', {'model': net.state_dict(), 'ema': net.state_dict(),
                                         'config': {'model': net.config, 'data': {'scale': 4}, 'diffusion': {'n_timestep': 100}}})
-    (tmp_path / 'x4.yaml').write_text(yaml.safe_dump({'scale': 4, 'steps': 2, 'tile': 32, 'overlap': 8, 'device': 'cpu',
-                                                      'precision': 'fp32'}))
+    (tmp_path / 'x4.yaml').write_text(yaml.safe_dump({'scale': 4, 'device': 'cpu', 'sampling': {'steps': 2, 'tile': 32, 'overlap': 8, 'precision': 'fp32'}}))
     hr = sandstone()[0][:2, :32, :32]
     sc = IntensityScaling.from_dtype('uint8')
     lr = sc.inverse(degrade(torch.from_numpy(sc.forward(hr))[:, None], 4)[:, 0])

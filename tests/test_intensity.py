@@ -8,9 +8,9 @@ import torch
 from sr3xct.data import sandstone, default_scaling
 from sr3xct.demo import lr_of, soil_test
 from sr3xct.io import VolumeMeta, write_volume, read_volume, describe_scaling, IntensityScaling
-from sr3xct.models import load_model, packaged_models, super_resolve_array
-from sr3xct.volume3d import super_resolve_volume3d
-from sr3xct.infer import super_resolve_volume
+from sr3xct.models import load_model, packaged_models
+from sr3xct.arrays import super_resolve_array
+from sr3xct.volume_job import super_resolve_volume, super_resolve_volume3d
 from sr3xct.metrics import psnr
 from cli_helpers import run
 

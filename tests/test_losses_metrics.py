@@ -9,6 +9,7 @@ from skimage.metrics import structural_similarity, peak_signal_noise_ratio
 
 from sr3xct.errors import InputError
 from sr3xct import losses as L, metrics as M
+from sr3xct.report import to_markdown
 
 
 def fake_vgg19(path, depth=35, classifier=False, seed=0):
@@ -263,7 +264,7 @@ def test_compare_3d_volume(vol):
                                        data_range=255) for i in range(4)]), abs=1e-4)
     up = M.bicubic_upsample(lr, 4)
     assert up.shape == hr.shape and up.min() >= 0 and up.max() <= 255
-    md = M.to_markdown(tab)
+    md = to_markdown(tab)
     metrics_table = md.split('\n\n')[0]
     assert metrics_table.count('\n|') == len(M.METRICS) + 1 and '| psnr |' in md
     assert set(tab['isotropy']) == {'bicubic', 'sr'} and '| PSNR on (Z, X) planes |' in md   # a volume: the isotropy table too

@@ -3,12 +3,14 @@ import numpy as np
 import pytest
 import torch
 from sr3xct.errors import InputError
-from sr3xct.data import sandstone, degrade3d, upsample3d
+from sr3xct.data import sandstone
+from sr3xct.resample import degrade3d, upsample3d
 from sr3xct.demo import lr_of, soil_test
 from sr3xct.io import VolumeMeta, write_volume, read_volume, IntensityScaling
 from sr3xct.metrics import psnr, bicubic_upsample
-from sr3xct.models import load_model, packaged_models, save_model, super_resolve_array
-from sr3xct.infer import SRModel
+from sr3xct.models import load_model, packaged_models, save_model
+from sr3xct.arrays import super_resolve_array
+from sr3xct.models import SRModel
 from sr3xct.predictor import Predictor
 from sr3xct.unet import UNet
 from sr3xct.diffusion import GaussianDiffusion

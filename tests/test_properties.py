@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 from torch import nn
 
 from sr3xct.augment import AugmentConfig, apply_params, draw_params, gaussian_blur
-from sr3xct.data import degrade, upsample
+from sr3xct.resample import degrade, upsample
 from sr3xct.diffusion import SAMPLERS, GaussianDiffusion, sample
 from sr3xct.infer import tiled_apply
 from sr3xct.io import IntensityScaling

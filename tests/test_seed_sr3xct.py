@@ -67,7 +67,7 @@ def test_every_schedule_builds_and_samples(seed, tmp_path):
         cfg['model']['beta_schedule']['val'] = {'schedule': kind, 'n_timestep': 100, 'linear_start': 1e-4, 'linear_end': 2e-2}
         (tmp_path / f'{kind}.yaml').write_text(yaml.safe_dump(cfg))
         m = load_model(seed / 'I2000_E8', model_config=tmp_path / f'{kind}.yaml')
-        sr = super_resolve(m, lr, 4, steps=3, generator=torch.Generator().manual_seed(0), mode='realism', tile=16, overlap=0)
+        sr, _ = super_resolve(m, lr, 4, steps=3, generator=torch.Generator().manual_seed(0), mode='realism', tile=16, overlap=0)
         assert sr.shape == (1, 1, 16, 16) and torch.isfinite(sr).all(), kind
 
 

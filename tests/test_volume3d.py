@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 import torch
-from sr3xct.data import degrade3d, default_scaling
+from sr3xct.resample import degrade3d
+from sr3xct.data import default_scaling
 from sr3xct.diffusion import GaussianDiffusion
-from sr3xct.infer import SRModel
+from sr3xct.models import SRModel
 from sr3xct.io import VolumeMeta, read_volume, write_volume
 from sr3xct.models import save_model, load_model
 from sr3xct.predictor import Predictor

@@ -12,7 +12,7 @@ files were trained and what they measure on held-out data.
 import argparse
 from pathlib import Path
 from sr3xct.models import load_model, save_model
-from sr3xct.infer import SRModel
+from sr3xct.models import SRModel
 
 PRETRAINED = Path(__file__).resolve().parents[1] / 'sr3xct' / 'pretrained'
 TILE = 128   # HR tiles the refiner denoises together (whole-slice sampling)
