@@ -40,8 +40,7 @@ def test_kill_and_resume(tmp_path):
     "A process killed with SIGKILL mid-volume leaves no output; the rerun computes only the missing slices and equals a clean run."
     ck, lr = _ckpt(tmp_path / 'm.pt'), _lr(tmp_path / 'lr.tif', (8, 12, 12))
     script = (f"import torch, time; torch.set_num_threads(1)\n"
-              f"from sr3xct.volume_job import super_resolve_volume
-"
+              f"from sr3xct.volume_job import super_resolve_volume\n"
               f"from sr3xct.models import load_diffusion\n"
               f"d, _ = load_diffusion({str(ck)!r})\n"
               f"m = d.model; f = m.forward\n"
