@@ -8,7 +8,6 @@ import hashlib, re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-import numpy as np
 import torch
 from .errors import InputError
 from .predictor import Predictor

@@ -4,7 +4,6 @@
 
 # %% ../nbs/06a_sampling.ipynb #7d3b8b4f
 from __future__ import annotations
-import numbers
 from dataclasses import dataclass, fields, replace
 from typing import Literal
 import numpy as np

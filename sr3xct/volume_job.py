@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor
-from .errors import InputError, check_int
+from .errors import InputError
 from .io import VolumeMeta, IntensityScaling, open_volume, with_intensity, describe_scaling, check_target, ResumableWriter
 from .resample import degrade, degrade3d
 from .data import default_scaling
